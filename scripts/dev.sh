@@ -1,0 +1,151 @@
+#!/usr/bin/env bash
+# zimbra_geo developer entry point: set-up, the lab demo, and the test suite.
+#
+#   bash scripts/dev.sh demo     set up, bring the lab up, run the playbooks on it
+#   bash scripts/dev.sh test     set up, run lint, sanity, unit, integration and molecule
+#
+# Other sub-commands: setup, lint, sanity, unit, integration, molecule, lab ARGS...
+# Every sub-command does the set-up it needs first; a second run skips what is in place.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+VENV="$ROOT/.venv"
+STAMP_DIR="$ROOT/.cache/setup"
+APT_PACKAGES=(
+  slapd ldap-utils bind9 bind9-utils bind9-dnsutils openssh-server openssh-client
+  iproute2 procps psmisc util-linux rsync python3 python3-venv
+)
+
+log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
+
+need_root() {
+  if [ "$(id -u)" != 0 ]; then
+    echo "scripts/dev.sh: run as root (the lab creates network namespaces)" >&2
+    exit 1
+  fi
+}
+
+setup_apt() {
+  local missing=()
+  for pkg in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+  done
+  if [ ${#missing[@]} -gt 0 ]; then
+    log "installing Debian packages: ${missing[*]}"
+    apt-get update -qq
+    # The Debian packages must not start system-wide daemons: the lab runs its own.
+    DEBIAN_FRONTEND=noninteractive RUNLEVEL=1 apt-get install -y -qq "${missing[@]}" >/dev/null
+  fi
+}
+
+setup_venv() {
+  local want have=""
+  want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+  [ -f "$STAMP_DIR/venv" ] && have=$(cat "$STAMP_DIR/venv")
+  if [ ! -x "$VENV/bin/python" ] || [ "$want" != "$have" ]; then
+    log "creating the virtualenv .venv with the pinned Python dependencies"
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install -q --upgrade pip
+    "$VENV/bin/pip" install -q -r requirements-dev.txt
+    mkdir -p "$STAMP_DIR"
+    echo "$want" >"$STAMP_DIR/venv"
+  fi
+}
+
+setup_collection() {
+  # The collection is used in place: .collections/ansible_collections/mailops/zimbra_geo
+  # points at the repository, so FQCNs resolve and edits take effect at once.
+  # ansible.posix and the other collections come with the 'ansible' package in the venv.
+  mkdir -p .collections/ansible_collections/mailops
+  ln -sfn ../../.. .collections/ansible_collections/mailops/zimbra_geo
+}
+
+setup() {
+  need_root
+  setup_apt
+  setup_venv
+  setup_collection
+}
+
+activate() {
+  export PATH="$VENV/bin:$PATH"
+  export ANSIBLE_CONFIG="$ROOT/ansible.cfg"
+  export ANSIBLE_COLLECTIONS_PATH="$ROOT/.collections"
+  export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"
+}
+
+run_lint() {
+  log "ruff"
+  ruff check .
+  log "ansible-lint (production profile)"
+  ansible-lint --profile production
+}
+
+run_sanity() {
+  # ansible-test wants the collection under ansible_collections/<ns>/<name>: sync a copy.
+  local dest="$HOME/.cache/zimbra_geo-sanity/ansible_collections/mailops/zimbra_geo"
+  mkdir -p "$dest"
+  rsync -a --delete \
+    --exclude .git --exclude .venv --exclude .build --exclude .collections --exclude .cache \
+    --exclude .lab --exclude .ruff_cache --exclude .pytest_cache --exclude tests/output \
+    --exclude '__pycache__' \
+    "$ROOT/" "$dest/"
+  # ansible-test bootstraps pip in its per-test virtualenvs with a script from a host that
+  # is not reachable here; an equivalent script that uses ensurepip is seeded into its cache.
+  local pyver cache="$HOME/.ansible/test/cache"
+  pyver=$(python -c 'import sys; print("%d.%d" % sys.version_info[:2])')
+  mkdir -p "$cache"
+  python - "$cache" <<'PY'
+import pathlib, sys
+from ansible_test._internal.python_requirements import get_venv_packages
+from ansible_test._internal.host_configs import NativePythonConfig
+pip_version = get_venv_packages(NativePythonConfig(version="%d.%d" % sys.version_info[:2]))["pip"]
+path = pathlib.Path(sys.argv[1]) / f"get_pip_{pip_version.replace('.', '_')}.py"
+if not path.exists():
+    # Same contract as get-pip.py: the arguments are those of 'pip install'.
+    path.write_text(
+        "import ensurepip, subprocess, sys\n"
+        "ensurepip.bootstrap()\n"
+        "subprocess.check_call([sys.executable, '-m', 'pip', 'install', *sys.argv[1:]])\n"
+    )
+PY
+  log "ansible-test sanity (Python $pyver)"
+  (cd "$dest" && ansible-test sanity --venv --python "$pyver" --color no)
+}
+
+run_pytest() {
+  # pytest's own summary line closes the run.
+  python -m pytest "$@"
+}
+
+main() {
+  local cmd=${1:-}
+  [ $# -gt 0 ] && shift
+  case "$cmd" in
+    setup) setup ;;
+    demo)
+      setup; activate
+      python -m lab up
+      python -m lab demo "$@"
+      ;;
+    test)
+      setup; activate
+      run_lint
+      run_sanity
+      run_pytest tests/unit tests/integration tests/molecule "$@"
+      ;;
+    lint) setup; activate; run_lint ;;
+    sanity) setup; activate; run_sanity ;;
+    unit) setup; activate; run_pytest tests/unit "$@" ;;
+    integration) setup; activate; run_pytest tests/integration "$@" ;;
+    molecule) setup; activate; run_pytest tests/molecule "$@" ;;
+    lab) activate; python -m lab "$@" ;;
+    *)
+      sed -n '2,10p' "$0" >&2
+      exit 2
+      ;;
+  esac
+}
+
+main "$@"
