@@ -15,6 +15,9 @@ STAMP_DIR="$ROOT/.cache/setup"
 APT_PACKAGES=(
   slapd ldap-utils bind9 bind9-utils bind9-dnsutils openssh-server openssh-client
   iproute2 procps psmisc util-linux rsync python3 python3-venv
+  # The Zimbra stand-in runs as user zimbra with the system Python (the venv's interpreter
+  # lives under root's home): its client libraries come from Debian.
+  python3-aiosmtpd python3-ldap3 python3-requests python3-dnspython
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
