@@ -1,0 +1,184 @@
+"""The MTA's queue and its routing, apart from the SMTP layer.
+
+A message accepted over SMTP is written to the queue (``data/postfix/spool/deferred``) before
+the 250 answer, then delivered over LMTP to the mailbox service's host. That host is found
+by resolving the configured mailbox host name: by a TSIG-signed query in the configured DNS
+view when there is one (so repointing the name at the other site reroutes mail, as a
+failover does), from ``static_hosts`` when there is no DNS or the name does not exist there.
+A delivery that fails leaves the message queued; the queue is retried every
+``retry_interval`` seconds and at once on ``postqueue -f`` (SIGUSR1 to the daemon).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import smtplib
+import threading
+import time
+import uuid
+from typing import Any
+
+
+class RouteError(Exception):
+    """The mailbox host cannot be resolved now (a temporary failure)."""
+
+
+def spool_dir(cfg: dict[str, Any]) -> str:
+    return os.path.join(cfg["zimbra_home"], "data", "postfix", "spool", "deferred")
+
+
+def resolve_mailhost(cfg: dict[str, Any]) -> str:
+    smtp = cfg.get("smtp", {})
+    name = smtp.get("mailhost", "")
+    static = smtp.get("static_hosts", {})
+    dns_cfg = smtp.get("dns")
+    if dns_cfg:
+        import dns.exception
+        import dns.message
+        import dns.query
+        import dns.rcode
+        import dns.rdatatype
+        import dns.tsigkeyring
+
+        keyring = dns.tsigkeyring.from_text({dns_cfg["key_name"]: dns_cfg["key_secret"]})
+        query = dns.message.make_query(name, dns.rdatatype.A)
+        query.use_tsig(keyring, keyname=dns_cfg["key_name"],
+                       algorithm=dns_cfg.get("key_algorithm", "hmac-sha256"))
+        try:
+            reply = dns.query.udp(query, dns_cfg["server"], port=int(dns_cfg.get("port", 53)),
+                                  timeout=float(dns_cfg.get("timeout", 3)))
+        except (dns.exception.DNSException, OSError) as exc:
+            raise RouteError(f"DNS lookup of {name} failed: {exc}") from exc
+        if reply.rcode() == dns.rcode.NOERROR:
+            for rrset in reply.answer:
+                if rrset.rdtype == dns.rdatatype.A:
+                    return str(next(iter(rrset)))
+        elif reply.rcode() != dns.rcode.NXDOMAIN:
+            raise RouteError(f"DNS lookup of {name}: {dns.rcode.to_text(reply.rcode())}")
+    if name in static:
+        return str(static[name])
+    raise RouteError(f"no address for mailbox host {name!r}")
+
+
+class Queue:
+    def __init__(self, cfg: dict[str, Any]) -> None:
+        self.cfg = cfg
+        self.dir = spool_dir(cfg)
+        os.makedirs(self.dir, exist_ok=True)
+        self.wake = threading.Event()
+        self.stopping = threading.Event()
+
+    def add(self, sender: str, recipients: list[str], data: bytes) -> str:
+        queue_id = uuid.uuid4().hex[:12].upper()
+        base = os.path.join(self.dir, queue_id)
+        with open(base + ".eml.tmp", "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(base + ".eml.tmp", base + ".eml")
+        meta = {"sender": sender, "recipients": recipients, "arrival": time.time(),
+                "attempts": 0, "last_error": ""}
+        self._write_meta(queue_id, meta)
+        self.wake.set()
+        return queue_id
+
+    def _write_meta(self, queue_id: str, meta: dict[str, Any]) -> None:
+        path = os.path.join(self.dir, queue_id + ".json")
+        with open(path + ".tmp", "w", encoding="utf-8") as handle:
+            json.dump(meta, handle)
+        os.replace(path + ".tmp", path)
+
+    def entries(self) -> list[tuple[str, dict[str, Any]]]:
+        found = []
+        for name in sorted(os.listdir(self.dir)):
+            if name.endswith(".json"):
+                try:
+                    with open(os.path.join(self.dir, name), encoding="utf-8") as handle:
+                        found.append((name[:-5], json.load(handle)))
+                except (OSError, ValueError):
+                    continue
+        return found
+
+    def deliver_all(self) -> None:
+        for queue_id, meta in self.entries():
+            base = os.path.join(self.dir, queue_id)
+            try:
+                with open(base + ".eml", "rb") as handle:
+                    data = handle.read()
+            except OSError:
+                continue
+            try:
+                remaining = self._deliver(meta["sender"], meta["recipients"], data)
+                error = "" if not remaining else "recipients refused"
+            except (RouteError, OSError, smtplib.SMTPException) as exc:
+                remaining, error = meta["recipients"], str(exc)
+            if not remaining:
+                os.unlink(base + ".json")
+                os.unlink(base + ".eml")
+                print(f"{queue_id}: delivered to {', '.join(meta['recipients'])}", flush=True)
+                continue
+            meta.update(recipients=remaining, attempts=meta["attempts"] + 1, last_error=error)
+            self._write_meta(queue_id, meta)
+            print(f"{queue_id}: deferred: {error}", flush=True)
+
+    def _deliver(self, sender: str, recipients: list[str], data: bytes) -> list[str]:
+        address = resolve_mailhost(self.cfg)
+        port = int(self.cfg.get("smtp", {}).get("lmtp_port", 7025))
+        with smtplib.LMTP(address, port, timeout=30) as client:
+            try:
+                refused = client.sendmail(sender, recipients, data)
+            except smtplib.SMTPRecipientsRefused as exc:
+                refused = exc.recipients
+        # 5xx refusals are final in a real MTA (bounce); the stand-in keeps only 4xx.
+        return [r for r, (code, _msg) in refused.items() if 400 <= code < 500]
+
+    def run(self) -> None:
+        interval = float(self.cfg.get("smtp", {}).get("retry_interval", 5))
+        while not self.stopping.is_set():
+            self.wake.clear()
+            try:
+                self.deliver_all()
+            except Exception as exc:  # noqa: BLE001 - the loop must survive and report
+                print(f"queue run failed: {exc}", flush=True)
+            self.wake.wait(interval)
+
+
+def postqueue(cfg: dict[str, Any], argv: list[str]) -> int:
+    """``postqueue -p`` (list the queue, Postfix's layout) and ``postqueue -f`` (flush)."""
+    from . import proc
+
+    if argv[:1] == ["-f"]:
+        pid = proc.running_pid(cfg, "master")
+        if pid is None:
+            print("postqueue: fatal: Queue report unavailable - mail system is down")
+            return 75
+        import signal
+
+        os.kill(pid, signal.SIGUSR1)
+        return 0
+    if argv[:1] != ["-p"]:
+        print("usage: postqueue -f | -p")
+        return 64
+    queue = Queue(cfg)
+    entries = queue.entries()
+    if not entries:
+        print("Mail queue is empty")
+        return 0
+    print("-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------")
+    total = 0
+    for queue_id, meta in entries:
+        try:
+            size = os.path.getsize(os.path.join(queue.dir, queue_id + ".eml"))
+        except OSError:
+            size = 0
+        total += size
+        arrival = time.strftime("%a %b %d %H:%M:%S", time.localtime(meta["arrival"]))
+        print(f"{queue_id:<11} {size:>8} {arrival}  {meta['sender']}")
+        if meta.get("last_error"):
+            print(f"{'':<42}({meta['last_error']})")
+        for rcpt in meta["recipients"]:
+            print(f"{'':<42}{rcpt}")
+        print()
+    print(f"-- {max(1, total // 1024)} Kbytes in {len(entries)} Requests.")
+    return 0
