@@ -1,0 +1,407 @@
+"""The HTTP layer: ONTAP REST endpoints over a ``Cluster``, plus the lab-only ``/x-lab/`` path.
+
+``/api/...`` follows ONTAP's documented shapes: collections ``{"records", "num_records",
+"_links"}``, dotted-field filters (``*`` wildcards, ``|`` alternatives, ``!`` negation),
+``fields=``, ``max_records`` paging through ``_links.next``, ``return_records``,
+``return_timeout`` (0-120), 202 + job link for asynchronous operations, errors as
+``{"error": {"message", "code", "target"}}``.
+
+``/x-lab/...`` is not ONTAP: fault injection, latencies, reset, and the peer channel the
+emulated clusters use between themselves (snapshots, reverse resync, source-side listing).
+"""
+
+from __future__ import annotations
+
+import base64
+import fnmatch
+import hmac
+import time
+import urllib.parse
+from typing import Any
+
+import requests
+from flask import Flask, Response, jsonify, request
+
+from lab.ontap.state import (
+    E_NOT_FOUND,
+    E_RETURN_TIMEOUT,
+    E_UNAUTHORIZED,
+    TERMINAL_JOB,
+    ApiError,
+    Cluster,
+    PeerUnreachable,
+)
+
+RESERVED = {"fields", "max_records", "return_records", "return_timeout", "order_by", "start.uuid",
+            "list_destinations_only", "force", "failback", "return_all"}
+
+
+# ---------------------------------------------------------------------- query helpers
+def _get(record: Any, dotted: str) -> Any:
+    for part in dotted.split("."):
+        if not isinstance(record, dict) or part not in record:
+            return None
+        record = record[part]
+    return record
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return "" if value is None else str(value)
+
+
+def _match_one(value: Any, pattern: str) -> bool:
+    if isinstance(value, list):
+        return any(_match_one(v, pattern) for v in value)
+    negate = pattern.startswith("!")
+    if negate:
+        pattern = pattern[1:]
+    hit = fnmatch.fnmatchcase(_as_text(value).lower(), pattern.lower())
+    return hit != negate
+
+
+def matches(record: dict, filters: dict[str, str]) -> bool:
+    for key, expr in filters.items():
+        value = _get(record, key)
+        if not any(_match_one(value, alt) for alt in expr.split("|")):
+            return False
+    return True
+
+
+def project(record: dict, fields: str | None, keys: tuple[str, ...]) -> dict:
+    if fields and "*" in fields.split(","):
+        return record
+    wanted = list(keys) + [f for f in (fields or "").split(",") if f]
+    out: dict = {}
+    for path in wanted + ["_links"]:
+        value = _get(record, path)
+        if value is None:
+            continue
+        parts = path.split(".")
+        node = out
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = value
+    return out
+
+
+def collection(records: list[dict], default_keys: tuple[str, ...]) -> Response:
+    args = request.args
+    filters = {k: v for k, v in args.items() if k not in RESERVED}
+    selected = [r for r in records if matches(r, filters)]
+    start = args.get("start.uuid")
+    if start:
+        idx = next((i for i, r in enumerate(selected) if r.get("uuid") == start), len(selected))
+        selected = selected[idx:]
+    body: dict[str, Any] = {}
+    limit = args.get("max_records")
+    nxt = None
+    if limit:
+        try:
+            n = int(limit)
+        except ValueError:
+            raise ApiError(400, "262179", "max_records must be an integer", "max_records") from None
+        if n >= 1 and len(selected) > n:
+            query = [(k, v) for k, v in args.items(multi=True) if k != "start.uuid"]
+            query.append(("start.uuid", selected[n]["uuid"]))
+            nxt = f"{request.path}?{urllib.parse.urlencode(query)}"
+            selected = selected[:n]
+    if args.get("return_records", "true").lower() == "false":
+        body["num_records"] = len(selected)
+    else:
+        body["records"] = [project(r, args.get("fields"), default_keys) for r in selected]
+        body["num_records"] = len(selected)
+    body["_links"] = {"self": {"href": request.full_path.rstrip("?")}}
+    if nxt:
+        body["_links"]["next"] = {"href": nxt}
+    return jsonify(body)
+
+
+def single(record: dict, default_keys: tuple[str, ...]) -> Response:
+    return jsonify(project(record, request.args.get("fields"), default_keys))
+
+
+def accepted(job: dict, location: str | None = None, status: int = 202) -> Response:
+    resp = jsonify({"job": {"uuid": job["uuid"], "_links": job["_links"]}})
+    resp.status_code = status
+    if location:
+        resp.headers["Location"] = location
+    return resp
+
+
+# ---------------------------------------------------------------------- peers over HTTP
+class HttpPeer:
+    """Reaches another emulated cluster through its lab-only peer endpoints."""
+
+    def __init__(self, url: str, username: str, password: str, ca_path: str | bool, timeout: float = 3.0) -> None:
+        self.url = url.rstrip("/")
+        self.session = requests.Session()
+        self.session.trust_env = False  # REQUESTS_CA_BUNDLE would override the lab CA
+        self.session.auth = (username, password)
+        self.session.verify = ca_path
+        self.timeout = timeout
+
+    def _call(self, method: str, path: str, **kw: Any) -> Any:
+        try:
+            resp = self.session.request(method, f"{self.url}/x-lab/peer/{path}", timeout=self.timeout, **kw)
+        except requests.RequestException as exc:
+            raise PeerUnreachable(f"{self.url}: {exc.__class__.__name__}") from None
+        if resp.status_code >= 500:
+            raise PeerUnreachable(f"{self.url}: HTTP {resp.status_code}")
+        if resp.status_code >= 400:
+            err = resp.json().get("error", {})
+            raise ApiError(resp.status_code, err.get("code", "1"), err.get("message", resp.text))
+        return resp.json()
+
+    def snapshot(self, volume: str, label: str) -> dict:
+        return self._call("POST", "snapshots", json={"volume": volume, "label": label})
+
+    def adopt(self, record: dict) -> None:
+        self._call("POST", "adopt", json=record)
+
+    def relationships_from(self, svm: str) -> list[dict]:
+        return self._call("GET", "relationships", params={"source_svm": svm})["records"]
+
+
+# ---------------------------------------------------------------------- the application
+def create_app(cluster: Cluster, username: str, password: str) -> Flask:
+    app = Flask(__name__)
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    expected = "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+    def authorised() -> bool:
+        return hmac.compare_digest(request.headers.get("Authorization", ""), expected)
+
+    @app.errorhandler(ApiError)
+    def api_error(exc: ApiError) -> Response:
+        resp = jsonify(exc.body())
+        resp.status_code = exc.status
+        if exc.status == 401:
+            resp.headers["WWW-Authenticate"] = 'Basic realm="ONTAP"'
+        return resp
+
+    @app.errorhandler(404)
+    def not_found(_exc: Exception) -> Response:
+        return api_error(ApiError(404, E_NOT_FOUND, "API not found", request.path))
+
+    @app.before_request
+    def gate() -> Response | None:
+        path = request.path
+        if path.startswith("/x-lab/"):
+            if not authorised():
+                raise ApiError(401, E_UNAUTHORIZED, "not authorized for that command")
+            if path.startswith("/x-lab/peer/") and cluster.fault("unreachable"):
+                _drop_connection()
+            return None
+        if cluster.fault("unreachable"):
+            _drop_connection()
+        if cluster.fault("unauthorized") or not authorised():
+            raise ApiError(401, E_UNAUTHORIZED, "not authorized for that command")
+        err = cluster.fault("server_error", path)
+        if err:
+            status = int(err.get("status", 500))
+            if err.get("count") is not None:
+                with cluster.lock:
+                    err["count"] = int(err["count"]) - 1
+                    if err["count"] <= 0:
+                        cluster.faults.remove(err)
+            raise ApiError(status, str(err.get("code", "1")), err.get("message", "Injected server error"))
+        timeout = request.args.get("return_timeout")
+        if timeout is not None:
+            try:
+                ok = 0 <= int(timeout) <= 120
+            except ValueError:
+                ok = False
+            if not ok:
+                raise ApiError(400, E_RETURN_TIMEOUT,
+                               "The value for return_timeout must be in the range 0 to 120.", "return_timeout")
+        return None
+
+    def wait_job(job: dict) -> None:
+        """Honour return_timeout: hold the answer until the job ends or the time is up."""
+        deadline = time.monotonic() + int(request.args.get("return_timeout", 0) or 0)
+        while time.monotonic() < deadline and cluster.get_job(job["uuid"])["state"] not in TERMINAL_JOB:
+            time.sleep(0.02)
+
+    def json_body() -> dict:
+        body = request.get_json(silent=True)
+        if not isinstance(body, dict):
+            raise ApiError(400, "262179", "The request body must be a JSON object")
+        return body
+
+    # --- cluster, SVMs
+    @app.get("/api/cluster")
+    def get_cluster() -> Response:
+        rec = {"name": cluster.name, "uuid": cluster.uuid, "version": cluster.version,
+               "_links": {"self": {"href": "/api/cluster"}}}
+        return single(rec, ("name", "uuid", "version"))
+
+    @app.get("/api/svm/svms")
+    def svms() -> Response:
+        rec = {"uuid": cluster.svm_uuid, "name": cluster.svm, "state": "running",
+               "_links": {"self": {"href": f"/api/svm/svms/{cluster.svm_uuid}"}}}
+        return collection([rec], ("uuid", "name"))
+
+    # --- SnapMirror relationships
+    rel_keys = ("uuid", "source.path", "destination.path")
+
+    @app.get("/api/snapmirror/relationships")
+    def list_relationships() -> Response:
+        if request.args.get("list_destinations_only", "false").lower() == "true":
+            return collection(cluster.source_side_records(), rel_keys)
+        return collection(cluster.relationship_records(), rel_keys)
+
+    @app.post("/api/snapmirror/relationships")
+    def create_relationship() -> Response:
+        rel, job = cluster.create_relationship(json_body())
+        rendered = job.render()
+        wait_job(rendered)
+        return accepted(rendered, f"/api/snapmirror/relationships/{rel.uuid}")
+
+    @app.get("/api/snapmirror/relationships/<rel_uuid>")
+    def get_relationship(rel_uuid: str) -> Response:
+        with cluster.lock:
+            rec = cluster.render_relationship(cluster.get_relationship(rel_uuid))
+        return single(rec, rel_keys)
+
+    @app.patch("/api/snapmirror/relationships/<rel_uuid>")
+    def patch_relationship(rel_uuid: str) -> Response:
+        force = request.args.get("force", "false").lower() == "true"
+        job = cluster.patch_relationship(rel_uuid, json_body(), force=force).render()
+        wait_job(job)
+        return accepted(job)
+
+    @app.delete("/api/snapmirror/relationships/<rel_uuid>")
+    def delete_relationship(rel_uuid: str) -> Response:
+        job = cluster.delete_relationship(rel_uuid).render()
+        wait_job(job)
+        return accepted(job)
+
+    # --- transfers
+    transfer_keys = ("uuid", "relationship.uuid")
+
+    @app.get("/api/snapmirror/relationships/<rel_uuid>/transfers")
+    def list_transfers(rel_uuid: str) -> Response:
+        with cluster.lock:
+            rec = cluster.render_transfer(cluster.get_relationship(rel_uuid))
+        return collection([rec] if rec else [], transfer_keys)
+
+    @app.post("/api/snapmirror/relationships/<rel_uuid>/transfers")
+    def start_transfer(rel_uuid: str) -> Response:
+        request.get_json(silent=True)
+        transfer_uuid, job = cluster.start_update(rel_uuid)
+        rendered = job.render()
+        wait_job(rendered)
+        return accepted(rendered, f"/api/snapmirror/relationships/{rel_uuid}/transfers/{transfer_uuid}")
+
+    @app.get("/api/snapmirror/relationships/<rel_uuid>/transfers/<transfer_uuid>")
+    def get_transfer(rel_uuid: str, transfer_uuid: str) -> Response:
+        with cluster.lock:
+            rec = cluster.render_transfer(cluster.get_relationship(rel_uuid))
+        if not rec or rec["uuid"] != transfer_uuid:
+            raise ApiError(404, E_NOT_FOUND, "entry doesn't exist", "uuid")
+        return single(rec, transfer_keys)
+
+    @app.patch("/api/snapmirror/relationships/<rel_uuid>/transfers/<transfer_uuid>")
+    def patch_transfer(rel_uuid: str, transfer_uuid: str) -> Response:
+        rec = cluster.abort_transfer(rel_uuid, transfer_uuid, json_body().get("state", ""))
+        return jsonify(project(rec, None, transfer_keys))
+
+    # --- jobs
+    @app.get("/api/cluster/jobs")
+    def list_jobs() -> Response:
+        return collection(cluster.job_records(), ("uuid",))
+
+    @app.get("/api/cluster/jobs/<job_uuid>")
+    def get_job(job_uuid: str) -> Response:
+        return single(cluster.get_job(job_uuid), ("uuid",))
+
+    # --- volumes
+    vol_keys = ("uuid", "name")
+
+    @app.get("/api/storage/volumes")
+    def list_volumes() -> Response:
+        with cluster.lock:
+            recs = [cluster.render_volume(v) for v in cluster.volumes.values()]
+        return collection(recs, vol_keys)
+
+    @app.post("/api/storage/volumes")
+    def create_volume() -> Response:
+        vol, job = cluster.create_volume(json_body())
+        rendered = job.render()
+        wait_job(rendered)
+        return accepted(rendered, f"/api/storage/volumes/{vol.uuid}")
+
+    @app.get("/api/storage/volumes/<vol_uuid>")
+    def get_volume(vol_uuid: str) -> Response:
+        with cluster.lock:
+            rec = cluster.render_volume(cluster.volume_by_uuid(vol_uuid))
+        return single(rec, vol_keys)
+
+    @app.delete("/api/storage/volumes/<vol_uuid>")
+    def delete_volume(vol_uuid: str) -> Response:
+        job = cluster.delete_volume(vol_uuid).render()
+        wait_job(job)
+        return accepted(job)
+
+    # --- lab-only administration (not ONTAP)
+    @app.get("/x-lab/faults")
+    def get_faults() -> Response:
+        return jsonify({"faults": cluster.faults})
+
+    @app.post("/x-lab/faults")
+    def add_fault() -> Response:
+        return jsonify(cluster.add_fault(json_body())), 201
+
+    @app.delete("/x-lab/faults")
+    def clear_faults() -> Response:
+        cluster.clear_faults(request.args.get("type"))
+        return jsonify({"faults": cluster.faults})
+
+    @app.get("/x-lab/latencies")
+    def get_latencies() -> Response:
+        return jsonify(cluster.set_latencies({}))
+
+    @app.put("/x-lab/latencies")
+    def put_latencies() -> Response:
+        return jsonify(cluster.set_latencies(json_body()))
+
+    @app.post("/x-lab/reset")
+    def reset() -> Response:
+        cluster.reset()
+        return jsonify({"reset": True})
+
+    @app.get("/x-lab/health")
+    def health() -> Response:
+        return jsonify({"cluster": cluster.name, "svm": cluster.svm})
+
+    @app.post("/x-lab/peer/snapshots")
+    def peer_snapshot() -> Response:
+        body = json_body()
+        return jsonify(cluster.make_snapshot(body["volume"], body["label"]))
+
+    @app.post("/x-lab/peer/adopt")
+    def peer_adopt() -> Response:
+        cluster.adopt(json_body())
+        return jsonify({"adopted": True})
+
+    @app.get("/x-lab/peer/relationships")
+    def peer_relationships() -> Response:
+        return jsonify({"records": cluster.records_from(request.args.get("source_svm", ""))})
+
+    return app
+
+
+def _drop_connection() -> None:
+    """Injected 'unreachable': close the TCP connection without an answer."""
+    sock = request.environ.get("werkzeug.socket")
+    if sock is not None:
+        import socket
+
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        sock.close()
+    raise ApiError(503, "1", "cluster unreachable (injected)")
