@@ -350,8 +350,6 @@ def run(module: AnsibleModule, factory: Callable[..., Any] = LdapClient,
     names = [m["name"] for m in masters]
     if len(set(names)) != len(names):
         raise LdapError(f"master names must be unique: {names}", reason="bad_input")
-    if p["bind_method"] == "simple":
-        factory(masters[0]["uri"], **connection_params(p))  # bad credentials options fail here
     reports = concurrently(lambda m: probe(m, p, factory), masters)
     try:
         table = lag_table({r["name"]: (r.get("csns") if r["reachable"] else None) for r in reports})
