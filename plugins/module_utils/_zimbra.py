@@ -32,7 +32,7 @@ STOPPED = "Stopped"
 _SERVICE_LINE = re.compile(r"^\t(?P<name>[^\t\s][^\t]*?)\s+(?P<state>Running|Stopped)\s*$")
 _DETAIL_LINE = re.compile(r"^\t\t(?P<text>.*)$")
 _FAILURES = (
-    ("Unable to determine enabled services",
+    ("Unable to determine enabled services. Cache",
      "zmcontrol could not read the host's enabled services: no LDAP master answered and its "
      "cache is missing or older than a day (a long-idle host cannot start without LDAP)"),
     ("Cannot determine services", "zmcontrol found no enabled services for this host"),
