@@ -20,7 +20,7 @@ import sys
 import tempfile
 from typing import Any
 
-from .standin import config as standin_config
+from .standin import config as standin_tables
 
 DOMAIN = "example.test"
 SUFFIX = "dc=example,dc=test"
@@ -138,7 +138,7 @@ def server_entries_ldif(lab: Any) -> str:
         roles = zimbra_roles(host)
         if not roles or "-ldap" in host.name:
             continue
-        services = sorted({s for r in roles for s in standin_config.ROLE_SERVICES[r]})
+        services = sorted({s for r in roles for s in standin_tables.ROLE_SERVICES[r]})
         lines = [f"dn: cn={fqdn(host)},{SERVERS_OU}", "objectClass: device",
                  f"cn: {fqdn(host)}"] + [f"description: {s}" for s in services]
         blocks.append("\n".join(lines) + "\n")

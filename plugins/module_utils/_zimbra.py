@@ -25,7 +25,12 @@ import pwd
 import re
 import shlex
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from collections.abc import Callable
+
+    RunCommand = Callable[[list[str]], tuple[int, str, str]]
 
 RUNNING = "Running"
 STOPPED = "Stopped"
@@ -33,8 +38,8 @@ _SERVICE_LINE = re.compile(r"^\t(?P<name>[^\t\s][^\t]*?)\s+(?P<state>Running|Sto
 _DETAIL_LINE = re.compile(r"^\t\t(?P<text>.*)$")
 _FAILURES = (
     ("Unable to determine enabled services. Cache",
-     "zmcontrol could not read the host's enabled services: no LDAP master answered and its "
-     "cache is missing or older than a day (a long-idle host cannot start without LDAP)"),
+     ("zmcontrol could not read the host's enabled services: no LDAP master answered and "
+      "its cache is missing or older than a day (a long-idle host cannot start without LDAP)")),
     ("Cannot determine services", "zmcontrol found no enabled services for this host"),
     ("Can't contact ldap", "zmcontrol could not contact LDAP"),
     ("Run as the zimbra user", "zmcontrol must run as the Zimbra user (see run_as)"),
@@ -43,26 +48,23 @@ _TIMEOUT = re.compile(r"Timeout after (\d+) seconds")
 # Exit code of coreutils' timeout(1) when it had to stop the command.
 TIMEOUT_RC = 124
 
-RunCommand = Callable[[List[str]], Tuple[int, str, str]]
-
-
 class ZimbraError(Exception):
     """A zmcontrol call failed or its output could not be understood."""
 
-    def __init__(self, message: str, rc: Optional[int] = None, stdout: str = "",
+    def __init__(self, message: str, rc: int | None = None, stdout: str = "",
                  stderr: str = "") -> None:
         super().__init__(message)
         self.rc = rc
         self.stdout = stdout
         self.stderr = stderr
         # What the module had found and done when it failed, returned with the failure.
-        self.result: Dict[str, Any] = {}
+        self.result: dict[str, Any] = {}
 
-    def details(self) -> Dict[str, Any]:
+    def details(self) -> dict[str, Any]:
         return {"rc": self.rc, "stdout": self.stdout, "stderr": self.stderr}
 
 
-def zimbra_argument_spec() -> Dict[str, Any]:
+def zimbra_argument_spec() -> dict[str, Any]:
     """Options shared by the modules that run Zimbra's command-line tools on the host."""
     return {
         "zmcontrol_path": {"type": "path", "default": "/opt/zimbra/bin/zmcontrol"},
@@ -73,7 +75,7 @@ def zimbra_argument_spec() -> Dict[str, Any]:
 class ServiceStatus:
     """One service line of ``zmcontrol status`` and the detail lines under it."""
 
-    def __init__(self, name: str, state: str, details: Optional[List[str]] = None) -> None:
+    def __init__(self, name: str, state: str, details: list[str] | None = None) -> None:
         self.webapp = name.endswith(" webapp")
         self.name = name[: -len(" webapp")] if self.webapp else name
         self.state = state
@@ -83,7 +85,7 @@ class ServiceStatus:
     def running(self) -> bool:
         return self.state == RUNNING
 
-    def as_dict(self) -> Dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "state": self.state, "running": self.running,
                 "webapp": self.webapp, "details": list(self.details)}
 
@@ -91,28 +93,28 @@ class ServiceStatus:
 class HostStatus:
     """The parsed ``zmcontrol status`` of one host."""
 
-    def __init__(self, host: str, services: List[ServiceStatus], rc: int = 0,
-                 from_cache: bool = False, warnings: Optional[List[str]] = None) -> None:
+    def __init__(self, host: str, services: list[ServiceStatus], rc: int = 0,
+                 from_cache: bool = False, warnings: list[str] | None = None) -> None:
         self.host = host
         self.services = services
         self.rc = rc
         self.from_cache = from_cache
         self.warnings = warnings if warnings is not None else []
 
-    def considered(self, ignore: Optional[List[str]] = None) -> List[ServiceStatus]:
+    def considered(self, ignore: list[str] | None = None) -> list[ServiceStatus]:
         skip = set(ignore or [])
         return [s for s in self.services if s.name not in skip]
 
-    def all_running(self, ignore: Optional[List[str]] = None) -> bool:
+    def all_running(self, ignore: list[str] | None = None) -> bool:
         return all(s.running for s in self.considered(ignore))
 
-    def all_stopped(self, ignore: Optional[List[str]] = None) -> bool:
+    def all_stopped(self, ignore: list[str] | None = None) -> bool:
         return not any(s.running for s in self.considered(ignore))
 
-    def states(self) -> Dict[str, str]:
+    def states(self) -> dict[str, str]:
         return {s.name: s.state for s in self.services}
 
-    def as_dict(self) -> Dict[str, Any]:
+    def as_dict(self) -> dict[str, Any]:
         return {
             "host": self.host,
             "services": [s.as_dict() for s in self.services],
@@ -123,7 +125,7 @@ class HostStatus:
         }
 
 
-def _failure(stdout: str, stderr: str, rc: Optional[int]) -> None:
+def _failure(stdout: str, stderr: str, rc: int | None) -> None:
     text = stdout + "\n" + stderr
     match = _TIMEOUT.search(text)
     if match:
@@ -138,7 +140,7 @@ def parse_status(stdout: str, stderr: str = "", rc: int = 0) -> HostStatus:
     """Parse ``zmcontrol status``. Raises ZimbraError when the output is not a status."""
     _failure(stdout, stderr, rc)
     host = None
-    services: List[ServiceStatus] = []
+    services: list[ServiceStatus] = []
     for line in stdout.splitlines():
         if host is None:
             if line.startswith("Host "):
@@ -169,7 +171,7 @@ class ZimbraControl:
     user (``su - <run_as> -c`` when running as root), under coreutils' ``timeout``."""
 
     def __init__(self, run: RunCommand, zmcontrol_path: str = "/opt/zimbra/bin/zmcontrol",
-                 run_as: Optional[str] = "zimbra", user: Optional[str] = None,
+                 run_as: str | None = "zimbra", user: str | None = None,
                  sleep: Callable[[float], None] = time.sleep,
                  clock: Callable[[], float] = time.monotonic) -> None:
         self._run = run
@@ -179,7 +181,7 @@ class ZimbraControl:
         self._sleep = sleep
         self._clock = clock
 
-    def argv(self, command: str, timeout: int) -> List[str]:
+    def argv(self, command: str, timeout: int) -> list[str]:
         inner = [self.zmcontrol_path, command]
         if self.run_as and self.user != self.run_as:
             if self.user != "root":
@@ -189,7 +191,7 @@ class ZimbraControl:
             inner = ["su", "-", self.run_as, "-c", " ".join(shlex.quote(a) for a in inner)]
         return ["timeout", "--kill-after=30", str(int(timeout))] + inner
 
-    def call(self, command: str, timeout: int) -> Tuple[int, str, str]:
+    def call(self, command: str, timeout: int) -> tuple[int, str, str]:
         rc, out, err = self._run(self.argv(command, timeout))
         if rc == TIMEOUT_RC or rc == 128 + 9:
             raise ZimbraError(f"zmcontrol {command} did not finish within {timeout} seconds",
@@ -202,7 +204,7 @@ class ZimbraControl:
         rc, out, err = self.call("status", timeout)
         return parse_status(out, err, rc)
 
-    def action(self, command: str, timeout: int) -> Tuple[int, str, str]:
+    def action(self, command: str, timeout: int) -> tuple[int, str, str]:
         """Run start, stop or restart; failures of the enabled-services lookup raise."""
         if command not in ("start", "stop", "restart"):
             raise ZimbraError(f"unknown zmcontrol command {command}")
@@ -211,7 +213,7 @@ class ZimbraControl:
         return rc, out, err
 
     def wait_for(self, want_running: bool, timeout: float, status_timeout: int,
-                 ignore: Optional[List[str]] = None, interval: float = 2.0) -> HostStatus:
+                 ignore: list[str] | None = None, interval: float = 2.0) -> HostStatus:
         """Poll status until every service considered is running (or stopped); returns the
         last status, reached or not."""
         deadline = self._clock() + timeout

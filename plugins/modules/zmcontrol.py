@@ -171,10 +171,9 @@ command:
   sample: start
 """
 
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
-
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils._zimbra import (
     RUNNING,
     STOPPED,
@@ -185,7 +184,7 @@ from ansible_collections.mailops.zimbra_geo.plugins.module_utils._zimbra import 
 )
 
 
-def argument_spec() -> Dict[str, Any]:
+def argument_spec() -> dict[str, Any]:
     spec = zimbra_argument_spec()
     spec.update(
         state={"type": "str", "default": "status",
@@ -198,7 +197,7 @@ def argument_spec() -> Dict[str, Any]:
     return spec
 
 
-def decide(state: str, before: Optional[HostStatus], ignore: List[str]) -> Optional[str]:
+def decide(state: str, before: HostStatus | None, ignore: list[str]) -> str | None:
     """The zmcontrol command that brings the host to `state`, or None when it is there.
     `before` is None when the status could not be read."""
     if state == "status":
@@ -210,7 +209,7 @@ def decide(state: str, before: Optional[HostStatus], ignore: List[str]) -> Optio
     return None if before is not None and before.all_stopped(ignore) else "stop"
 
 
-def predicted(before: Optional[HostStatus], command: Optional[str]) -> Dict[str, str]:
+def predicted(before: HostStatus | None, command: str | None) -> dict[str, str]:
     if before is None:
         return {}
     if command is None:
@@ -225,7 +224,7 @@ class Zmcontrol:
         self.client = client
         self.params = module.params
 
-    def read_before(self) -> Optional[HostStatus]:
+    def read_before(self) -> HostStatus | None:
         try:
             return self.client.status(self.params["status_timeout"])
         except ZimbraError:
@@ -236,11 +235,11 @@ class Zmcontrol:
                              "running zmcontrol stop anyway")
             return None
 
-    def run(self) -> Dict[str, Any]:
+    def run(self) -> dict[str, Any]:
         ignore = self.params["ignore_services"]
         before = self.read_before()
         command = decide(self.params["state"], before, ignore)
-        result: Dict[str, Any] = {"changed": command is not None, "command": command,
+        result: dict[str, Any] = {"changed": command is not None, "command": command,
                                   "output": "", "status": before.as_dict() if before else {}}
         if self.module._diff:
             result["diff"] = {"before": {"services": before.states() if before else {}},
@@ -274,7 +273,7 @@ class Zmcontrol:
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
 
-    def run(argv: List[str]) -> Any:
+    def run(argv: list[str]) -> Any:
         return module.run_command(argv)
 
     client = ZimbraControl(run, module.params["zmcontrol_path"], module.params["run_as"])

@@ -96,8 +96,8 @@ def test_cache_warning_is_reported() -> None:
     [
         ("Unable to determine enabled services. Cache is out of date or doesn't exist.\n",
          "Connect: Unable to determine enabled services from ldap.\n", "cache"),
-        ("Host dc1-mbox1.example.test\n\tmailbox                 Running\nTimeout after 180 "
-         "seconds\n", "", "180 seconds"),
+        ("Host dc1-mbox1.example.test\n\tmailbox                 Running\nTimeout after 180 seconds\n",
+         "", "180 seconds"),
         ("", "Run as the zimbra user!\n", "Zimbra user"),
         ("Cannot determine services - exiting\n", "", "no enabled services"),
         ("", "", "no host and service lines"),
@@ -149,8 +149,8 @@ def test_timeout_is_an_error() -> None:
 
 
 def test_action_failing_on_enabled_services_raises() -> None:
-    run = Recorder([(1, "Host x\nUnable to determine enabled services. Cache is out of date "
-                        "or doesn't exist.\n", "")])
+    no_cache = "Host x\nUnable to determine enabled services. Cache is out of date or doesn't exist.\n"
+    run = Recorder([(1, no_cache, "")])
     with pytest.raises(ZimbraError, match="LDAP"):
         ZimbraControl(run, user="zimbra").action("start", 60)
 

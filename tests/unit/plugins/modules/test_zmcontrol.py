@@ -10,7 +10,9 @@ import pytest
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils import _zimbra
-from ansible_collections.mailops.zimbra_geo.plugins.module_utils._zimbra import parse_status
+from ansible_collections.mailops.zimbra_geo.plugins.module_utils._zimbra import (
+    parse_status,
+)
 from ansible_collections.mailops.zimbra_geo.plugins.modules import zmcontrol
 
 RUNNING = ("Host dc1-mbox1.example.test\n"
