@@ -1,0 +1,297 @@
+"""The Zimbra stand-in, installed in a temporary directory and run for real (no lab):
+zmcontrol's output and exit codes, the control scripts' processes, the mailbox's refusal to
+start without its volumes, the enabled-services lookup (LDAP, cache, stale cache), and the
+mail path SMTP -> queue -> LMTP -> blob in sproxyd (the lab's own Scality emulator) ->
+zmmailbox."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import smtplib
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from lab.zimbra import install
+
+SYSTEM_PYTHON = "/usr/bin/python3"
+MAILBOX_SERVICES = ["mailbox", "service", "stats", "zimbra", "zimbraAdmin", "zimlet"]
+pytestmark = pytest.mark.skipif(
+    subprocess.call([SYSTEM_PYTHON, "-c", "import aiosmtpd, ldap3, requests, dns"],
+                    stderr=subprocess.DEVNULL) != 0,
+    reason="the stand-in's Debian Python libraries are missing (bash scripts/dev.sh setup)")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def poll(predicate: Any, timeout: float = 15.0, interval: float = 0.05) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value or time.monotonic() > deadline:
+            return value
+        time.sleep(interval)
+
+
+class Standin:
+    """One installed stand-in host."""
+
+    def __init__(self, root: Path, cfg: dict[str, Any]) -> None:
+        self.root = root
+        self.home = root / "opt-zimbra"
+        self.cfg = cfg
+        self.reinstall()
+
+    def reinstall(self, **kw: Any) -> None:
+        install.install(str(self.home), self.cfg, python=SYSTEM_PYTHON, owner="root", **kw)
+
+    def update(self, **changes: Any) -> None:
+        path = self.home / "conf" / "standin.json"
+        cfg = json.loads(path.read_text())
+        cfg.update(changes)
+        path.write_text(json.dumps(cfg))
+
+    def run(self, tool: str, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+        where = "common/sbin" if tool == "postqueue" else "bin"
+        return subprocess.run([str(self.home / where / tool), *args], capture_output=True,
+                              text=True, timeout=timeout, check=False)
+
+    def kill_all(self) -> None:
+        env = dict(os.environ, PYTHONPATH=str(self.home / "common" / "lib"),
+                   ZIMBRA_HOME=str(self.home))
+        subprocess.run([SYSTEM_PYTHON, "-m", "zmstandin", "kill-all"], env=env, check=False,
+                       capture_output=True)
+
+
+def base_cfg(root: Path, roles: list[str], services: list[str], **extra: Any) -> dict[str, Any]:
+    for sub in ("db", "index"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    cfg = {
+        "hostname": "dc1-mbox1.example.test",
+        "address": "127.0.0.1",
+        "roles": roles,
+        "user": "root",
+        "enabled_services": services,
+        "require_mounts": False,
+        "volumes": {"db": str(root / "db"), "index": str(root / "index")},
+        "store": {"type": "directory", "path": str(root / "blobs")},
+        "lmtp": {"port": free_port()},
+        "timings": {"default": {"start": 0.02, "stop": 0.02}},
+    }
+    cfg.update(extra)
+    return cfg
+
+
+@pytest.fixture
+def mailbox(tmp_path: Path) -> Iterator[Standin]:
+    host = Standin(tmp_path, base_cfg(tmp_path, ["mailbox"], MAILBOX_SERVICES))
+    yield host
+    host.kill_all()
+
+
+def service_lines(stdout: str) -> dict[str, str]:
+    return {m.group(1): m.group(2)
+            for m in re.finditer(r"^\t(\S+(?: webapp)?)\s+(Running|Stopped)$", stdout, re.M)}
+
+
+def test_status_start_stop_in_zimbra_format(mailbox: Standin) -> None:
+    stopped = mailbox.run("zmcontrol", "status")
+    assert stopped.returncode == 1
+    lines = stopped.stdout.splitlines()
+    assert lines[0] == "Host dc1-mbox1.example.test"
+    # "\t%-20s %10s", alphabetical, webapps suffixed, script output under stopped services.
+    assert lines[1] == "\tmailbox                 Stopped"
+    assert lines[2:4] == ["\t\tmysql.server is not running.", "\t\tzmmailboxdctl is not running."]
+    assert list(service_lines(stopped.stdout)) == [
+        "mailbox", "service webapp", "stats", "zimbra webapp", "zimbraAdmin webapp",
+        "zimlet webapp", "zmconfigd"]
+
+    started = mailbox.run("zmcontrol", "start")
+    assert started.returncode == 0, started.stdout
+    assert started.stdout.splitlines()[:3] == [
+        "Host dc1-mbox1.example.test", "\tStarting zmconfigd...Done.", "\tStarting mailbox...Done."]
+    running = mailbox.run("zmcontrol", "status")
+    assert running.returncode == 0
+    assert set(service_lines(running.stdout).values()) == {"Running"}
+    assert "\t\t" not in running.stdout
+
+    pid = int((mailbox.home / "log" / "mysqld.pid").read_text())
+    stop = mailbox.run("zmcontrol", "stop")
+    assert stop.returncode == 0
+    assert "\tStopping zimlet webapp...Done." in stop.stdout
+    assert stop.stdout.index("Stopping zmconfigd") < stop.stdout.index("Stopping mailbox")
+    assert not Path(f"/proc/{pid}").exists() or "zmstandin" not in Path(
+        f"/proc/{pid}/cmdline").read_text(errors="replace")
+    assert set(service_lines(mailbox.run("zmcontrol", "status").stdout).values()) == {"Stopped"}
+
+
+def test_stopped_stats_shows_but_does_not_fail_status(mailbox: Standin) -> None:
+    assert mailbox.run("zmcontrol", "start").returncode == 0
+    assert mailbox.run("zmstatctl", "stop").returncode == 0
+    status = mailbox.run("zmcontrol", "status")
+    assert service_lines(status.stdout)["stats"] == "Stopped"
+    assert "\t\tzmstat is not running." in status.stdout.splitlines()
+    assert status.returncode == 0
+
+
+def test_mailbox_refuses_to_start_without_mounted_volumes(mailbox: Standin) -> None:
+    mailbox.update(require_mounts=True)
+    result = mailbox.run("zmcontrol", "start")
+    assert result.returncode == 1
+    assert "\tStarting mailbox...Failed." in result.stdout
+    assert f"{mailbox.root / 'db'} (db volume) is not mounted" in result.stdout
+    status = mailbox.run("zmcontrol", "status")
+    assert status.returncode == 1
+    assert service_lines(status.stdout)["mailbox"] == "Stopped"
+    assert service_lines(status.stdout)["zmconfigd"] == "Running"
+
+
+def test_mailbox_refuses_an_unwritable_volume(mailbox: Standin) -> None:
+    (mailbox.root / "index").rmdir()
+    (mailbox.root / "index").write_text("not a directory")
+    result = mailbox.run("zmmailboxdctl", "start")
+    assert result.returncode == 1
+    assert "(index volume) is not writable" in result.stdout
+
+
+def test_enabled_services_from_cache_then_stale_cache(tmp_path: Path) -> None:
+    closed = free_port()
+    ldap = {"urls": [f"ldap://127.0.0.1:{closed}/"], "base": "ou=zimbraServers,dc=x",
+            "bind_dn": "cn=admin,dc=x", "password": "x", "timeout": 2}
+    host = Standin(tmp_path, base_cfg(tmp_path, ["mailbox"], [], ldap=ldap))
+    try:
+        missing = host.run("zmcontrol", "status")
+        assert missing.returncode == 1
+        assert missing.stdout == ("Unable to determine enabled services. Cache is out of date "
+                                  "or doesn't exist.\n")
+        assert host.run("zmcontrol", "start").returncode == 1
+
+        host.reinstall(fresh_cache=True)
+        cached = host.run("zmcontrol", "status")
+        assert "Enabled services read from cache" in cached.stderr
+        assert set(service_lines(cached.stdout)) >= {"mailbox", "zimlet webapp", "zmconfigd"}
+
+        two_days_ago = time.time() - 2 * 86400
+        os.utime(host.home / "log" / ".zmcontrol.cache", (two_days_ago, two_days_ago))
+        stale = host.run("zmcontrol", "status")
+        assert stale.returncode == 1
+        assert "Cache is out of date" in stale.stdout
+    finally:
+        host.kill_all()
+
+
+def test_only_the_zimbra_user_may_run_it_and_minus_h_always_exits_0(mailbox: Standin) -> None:
+    assert mailbox.run("zmcontrol", "-H", "dc2-mbox1.example.test", "status").returncode == 0
+    version = mailbox.run("zmcontrol", "-v")
+    assert version.returncode == 0 and version.stdout.startswith("Release ")
+    assert mailbox.run("zmcontrol", "bogus").returncode == 1
+    mailbox.update(user="zimbra")
+    refused = mailbox.run("zmcontrol", "status")
+    assert refused.returncode == 255
+    assert refused.stderr == "Run as the zimbra user!\n"
+
+
+def test_stop_waits_for_the_configured_shutdown(mailbox: Standin) -> None:
+    mailbox.update(timings={"default": {"start": 0.02, "stop": 0.02},
+                            "mysqld": {"start": 0.02, "stop": 0.6}})
+    assert mailbox.run("zmstorectl", "start").returncode == 0
+    pid = int((mailbox.home / "log" / "mysqld.pid").read_text())
+    began = time.monotonic()
+    result = mailbox.run("mysql.server", "stop")
+    assert result.stdout == "Stopping mysql...done.\n"
+    assert time.monotonic() - began >= 0.6
+    assert not (mailbox.home / "log" / "mysqld.pid").exists()
+    assert "zmstandin-mysqld" not in Path(f"/proc/{pid}/cmdline").read_text(errors="replace") \
+        if Path(f"/proc/{pid}").exists() else True
+
+
+@pytest.fixture
+def sproxyd(tmp_path: Path) -> Iterator[str]:
+    port = free_port()
+    proc = subprocess.Popen(  # the lab's Scality emulator, unmodified
+        [sys.executable, "-m", "lab.scality", "--role", "sproxyd", "--listen",
+         f"127.0.0.1:{port}", "--state-dir", str(tmp_path / "sproxyd"), "--site-name", "dc1",
+         "--quiet"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}/proxy/chord"
+
+    def answers() -> bool:
+        try:
+            return requests.get(f"{url}/.conf", timeout=1).status_code == 200
+        except requests.RequestException:
+            return False
+
+    try:
+        assert poll(answers), "sproxyd did not come up"
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def test_mail_path_through_sproxyd_with_queue_while_mailbox_is_down(
+        tmp_path: Path, sproxyd: str) -> None:
+    mbox_root, mta_root = tmp_path / "mbox", tmp_path / "mta"
+    mbox_cfg = base_cfg(mbox_root, ["mailbox"], MAILBOX_SERVICES,
+                        store={"type": "sproxyd", "url": sproxyd})
+    smtp_port = free_port()
+    mta_cfg = base_cfg(mta_root, ["mta"], ["mta", "amavis", "antispam", "antivirus", "opendkim"],
+                       hostname="dc1-mta1.example.test",
+                       smtp={"port": smtp_port, "domains": ["example.test"],
+                             "mailhost": "mbox1.example.test",
+                             "static_hosts": {"mbox1.example.test": "127.0.0.1"},
+                             "lmtp_port": mbox_cfg["lmtp"]["port"], "retry_interval": 30})
+    mbox, mta = Standin(mbox_root, mbox_cfg), Standin(mta_root, mta_cfg)
+    try:
+        assert mta.run("zmcontrol", "start").returncode == 0
+        message = (b"From: sender@remote.test\r\nTo: user1@example.test\r\n"
+                   b"Subject: failover canary\r\nMessage-ID: <canary@remote.test>\r\n\r\n"
+                   b"no mail lost\r\n")
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as client:
+            assert client.sendmail("sender@remote.test", ["user1@example.test"], message) == {}
+            with pytest.raises(smtplib.SMTPRecipientsRefused):
+                client.sendmail("sender@remote.test", ["someone@elsewhere.test"], message)
+
+        # The mailbox is down: the message waits in the queue.
+        def deferred() -> str:
+            listing = mta.run("postqueue", "-p").stdout
+            return listing if "Connection refused" in listing else ""
+
+        queued = poll(deferred)
+        assert "user1@example.test" in queued, mta.run("postqueue", "-p").stdout
+
+        assert mbox.run("zmcontrol", "start").returncode == 0
+        assert mta.run("postqueue", "-f").returncode == 0
+        assert poll(lambda: mta.run("postqueue", "-p").stdout == "Mail queue is empty\n")
+
+        listing = mbox.run("zmmailbox", "-z", "-m", "user1@example.test", "s", "-t", "message",
+                           "in:inbox")
+        assert listing.stdout.startswith("num: 1, more: false\n")
+        assert "failover canary" in listing.stdout
+        fetched = mbox.run("zmmailbox", "-m", "user1@example.test", "gm", "1")
+        assert fetched.returncode == 0
+        assert fetched.stdout.replace("\n", "\r\n").encode() == message
+
+        # The blob is in sproxyd (key from the metadata on the DB volume), not on disk.
+        import sqlite3
+
+        with sqlite3.connect(mbox_root / "db" / "data" / "mailbox.sqlite") as db:
+            (key,) = db.execute("SELECT blob_key FROM message").fetchone()
+        assert re.fullmatch(r"[0-9A-F]{40}", key)
+        assert requests.get(f"{sproxyd}/{key}", timeout=5).content == message
+        assert not (mbox_root / "blobs").exists()
+        assert mbox.run("zmmailbox", "-m", "user1@example.test", "gm", "2").returncode == 2
+    finally:
+        mta.kill_all()
+        mbox.kill_all()
