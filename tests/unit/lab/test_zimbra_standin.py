@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 import requests
+
 from lab.zimbra import install
 
 SYSTEM_PYTHON = "/usr/bin/python3"
@@ -103,7 +104,7 @@ def mailbox(tmp_path: Path) -> Iterator[Standin]:
 
 def service_lines(stdout: str) -> dict[str, str]:
     return {m.group(1): m.group(2)
-            for m in re.finditer(r"^\t(\S+(?: webapp)?)\s+(Running|Stopped)$", stdout, re.M)}
+            for m in re.finditer(r"^\t(\S+(?: webapp)?)\s+(Running|Stopped)$", stdout, re.MULTILINE)}
 
 
 def test_status_start_stop_in_zimbra_format(mailbox: Standin) -> None:
