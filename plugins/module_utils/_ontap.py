@@ -529,7 +529,7 @@ class SnapmirrorDriver:
             if time.monotonic() >= deadline:
                 for w in works:
                     if w.active:
-                        w.error = (f"timed out after {self.timeout:.0f} s waiting for step {w.step} "
+                        w.error = (f"timed out after {self.timeout:g} s waiting for step {w.step} "
                                    f"(state {w.rel.get('state')}, transfer {w.rel.get('transfer_state')})"
                                    + (f"; last poll error: {w.rel['poll_error']}" if w.rel.get("poll_error") else ""))
                         w.finished = time.monotonic()
