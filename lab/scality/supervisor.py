@@ -111,7 +111,13 @@ def build_view(ring: str, reports: dict[str, dict[str, Any] | None]) -> dict[str
             for peer, count in sorted(rep["outbox"].items()):
                 if count:
                     tasks.append(
-                        {"id": f"resync-{zone}-{peer}", "type": "RESYNC", "zone": peer, "source_zone": zone, "pending": count}
+                        {
+                            "id": f"resync-{zone}-{peer}",
+                            "type": "RESYNC",
+                            "zone": peer,
+                            "source_zone": zone,
+                            "pending": count,
+                        }
                     )
     state: list[str] = []
     if any(not n["reachable"] for n in nodes):
@@ -182,7 +188,9 @@ def _page(items: list[dict[str, Any]]) -> Response:
         limit = max(int(request.args.get("limit", DEFAULT_LIMIT)), 1)
     except ValueError:
         abort(Response(json.dumps({"error": "offset and limit must be integers"}), 400, mimetype="application/json"))
-    return jsonify({"_items": items[offset : offset + limit], "_meta": {"count": len(items), "offset": offset, "limit": limit}})
+    return jsonify(
+        {"_items": items[offset : offset + limit], "_meta": {"count": len(items), "offset": offset, "limit": limit}}
+    )
 
 
 def _one(items: list[dict[str, Any]], key: str, value: str) -> Response:

@@ -142,9 +142,16 @@ class ScalityClient:
         url = f"{self.supervisor_url}{API_PREFIX}/{path}"
         resp = self._request("GET", url, params=params, auth=self.auth, headers={"Accept": "application/json"})
         if resp.status_code == 401:
-            raise ScalityError("authentication failed (check supervisor_username and supervisor_password)", url=url, status=401, kind="auth")
+            raise ScalityError(
+                "authentication failed (check supervisor_username and supervisor_password)",
+                url=url,
+                status=401,
+                kind="auth",
+            )
         if resp.status_code >= 400:
-            raise ScalityError(f"HTTP {resp.status_code}: {resp.text.strip()[:200]}", url=url, status=resp.status_code, kind="http")
+            raise ScalityError(
+                f"HTTP {resp.status_code}: {resp.text.strip()[:200]}", url=url, status=resp.status_code, kind="http"
+            )
         try:
             body = resp.json()
         except ValueError as exc:
@@ -283,7 +290,9 @@ def summarize_sites(sites: list, servers: list, nodes: list, disks: list) -> dic
         s_servers = [s for s in servers if s.get("zone") == site]
         s_nodes = [n for n in nodes if zone_of_server.get(str(n.get("admin_address"))) == site]
         s_disks = [
-            d for d in disks if zone_of_server.get(str(d.get("server"))) == site or zone_of_server.get(str(d.get("host"))) == site
+            d
+            for d in disks
+            if zone_of_server.get(str(d.get("server"))) == site or zone_of_server.get(str(d.get("host"))) == site
         ]
         out[site] = {
             "servers": {"total": len(s_servers), "unhealthy": _unhealthy(s_servers, server_ok)},
@@ -310,9 +319,13 @@ def _site_whole(site: str, summary: dict | None, endpoints: list, copies: int, r
             reasons.append(f"{site}: the Supervisor lists no server in this zone")
         for part in ("servers", "nodes", "disks"):
             if s[part]["unhealthy"]:
-                reasons.append(f"{site}: {len(s[part]['unhealthy'])} of {s[part]['total']} {part} not healthy: {', '.join(map(str, s[part]['unhealthy']))}")
+                reasons.append(
+                    f"{site}: {len(s[part]['unhealthy'])} of {s[part]['total']} {part} not healthy: {', '.join(map(str, s[part]['unhealthy']))}"
+                )
         if s["nodes"]["healthy"] < copies:
-            reasons.append(f"{site}: {s['nodes']['healthy']} healthy nodes cannot hold the {copies} copies each object keeps on this site")
+            reasons.append(
+                f"{site}: {s['nodes']['healthy']} healthy nodes cannot hold the {copies} copies each object keeps on this site"
+            )
     mine = [e for e in endpoints if e["site"] == site]
     if not mine:
         reasons.append(f"{site}: no sproxyd endpoint given")
@@ -321,12 +334,14 @@ def _site_whole(site: str, summary: dict | None, endpoints: list, copies: int, r
             reasons.append(f"{site}: sproxyd {e['url']} does not answer: {e['error']}")
 
 
-def _answering(site: str, summary: dict | None, endpoints: list, supervisor: dict, supervisor_site: str | None) -> tuple:
+def _answering(
+    site: str, summary: dict | None, endpoints: list, supervisor: dict, supervisor_site: str | None
+) -> tuple:
     """(answering, total, details) over the components of ``site`` that can be observed."""
     answering, total, details = 0, 0, []
     if summary is not None:
         s = summary[site]
-        up_servers = s["servers"]["total"] - len([1 for _ in s["servers"]["unhealthy"]])
+        up_servers = s["servers"]["total"] - len(s["servers"]["unhealthy"])
         up_nodes = s["nodes"]["total"] - len(s["nodes"]["unreachable"])
         answering += up_servers + up_nodes
         total += s["servers"]["total"] + s["nodes"]["total"]

@@ -8,15 +8,15 @@ module: scality_ring_info
 short_description: Check a stretched Scality RING before and after a site failover
 version_added: 0.1.0
 author:
-  - zimbra_geo maintainers
+  - zimbra_geo maintainers (@mailops)
 description:
   - Reads the Scality Supervisor REST API (ring status and state, servers per zone, storage
     nodes, disks, rebuild backlog, capacity) and probes each site's sproxyd connector
     (liveness through C(.conf), latency).
   - Runs a canary through one site's sproxyd, and optionally reads it back through the other
-    sites' connectors: C(PUT) random bytes with user metadata, C(GET) and compare SHA-256 and
-    metadata, C(HEAD), C(DELETE) (retrying while the connector answers C(423 Locked)),
-    then confirm C(404).
+    sites' connectors. The steps are C(PUT) random bytes with user metadata, C(GET) and
+    compare SHA-256 and metadata, C(HEAD), C(DELETE) (retrying while the connector answers
+    C(423 Locked)), then confirm C(404).
   - Gives a verdict for the failover asked. V(planned) needs everything healthy on every
     site. V(disaster) names the lost site and needs the surviving sites whole and the lost
     site uniformly unreachable; a lost site that still partly answers is reported as a
@@ -28,7 +28,6 @@ description:
 extends_documentation_fragment:
   - mailops.zimbra_geo.scality
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.info_module
 attributes:
   check_mode:
     support: full
@@ -508,7 +507,14 @@ class RingInspector:
     def probe_sproxyd(self) -> list:
         out = []
         for e in self.p["sproxyd"]:
-            row = {"site": e["site"], "url": e["url"], "alive": False, "latency_ms": None, "status_code": None, "error": None}
+            row = {
+                "site": e["site"],
+                "url": e["url"],
+                "alive": False,
+                "latency_ms": None,
+                "status_code": None,
+                "error": None,
+            }
             try:
                 conf = self.client.sproxyd_conf(e["url"])
             except ScalityError as exc:
@@ -577,7 +583,9 @@ class RingInspector:
                 if hashlib.sha256(body).hexdigest() != digest:
                     raise ScalityError(f"GET through {site}: SHA-256 differs from what was written", kind="canary")
                 if headers.get("x-scal-usermd") != usermd:
-                    raise ScalityError(f"GET through {site}: user metadata differs from what was written", kind="canary")
+                    raise ScalityError(
+                        f"GET through {site}: user metadata differs from what was written", kind="canary"
+                    )
             headers = step(f"head {write}", self.client.sproxyd_head, endpoint[write], key)
             if headers is None:
                 raise ScalityError(f"HEAD through {write} answered 404", kind="canary")
@@ -605,12 +613,20 @@ class RingInspector:
         while True:
             status = self.client.sproxyd_delete(endpoint, key)
             if status != 423:
-                out["steps"].append({"step": f"delete {out['site']}", "ok": True, "latency_ms": round((time.monotonic() - start) * 1000.0, 3), "status": status})
+                out["steps"].append(
+                    {
+                        "step": f"delete {out['site']}",
+                        "ok": True,
+                        "latency_ms": round((time.monotonic() - start) * 1000.0, 3),
+                        "status": status,
+                    }
+                )
                 return
             out["delete_423_retries"] += 1
             if time.monotonic() + pause > deadline:
                 raise ScalityError(
-                    f"DELETE answered 423 Locked {out['delete_423_retries']} times in {self.p['canary_timeout']:g} s", kind="canary"
+                    f"DELETE answered 423 Locked {out['delete_423_retries']} times in {self.p['canary_timeout']:g} s",
+                    kind="canary",
                 )
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
@@ -621,10 +637,15 @@ class RingInspector:
         pause = 0.05
         while self.client.sproxyd_get(endpoint, key) is not None:
             if time.monotonic() + pause > deadline:
-                raise ScalityError(f"the deleted canary is still readable through {site} after {self.p['canary_timeout']:g} s", kind="canary")
+                raise ScalityError(
+                    f"the deleted canary is still readable through {site} after {self.p['canary_timeout']:g} s",
+                    kind="canary",
+                )
             time.sleep(pause)
             pause = min(pause * 2, 1.0)
-        out["steps"].append({"step": f"404 {site}", "ok": True, "latency_ms": round((time.monotonic() - start) * 1000.0, 3)})
+        out["steps"].append(
+            {"step": f"404 {site}", "ok": True, "latency_ms": round((time.monotonic() - start) * 1000.0, 3)}
+        )
 
     def run(self) -> dict:
         p = self.p
@@ -657,7 +678,9 @@ class RingInspector:
         for site in p["sites"]:
             sites[site] = dict(summary[site]) if summary else {}
             sites[site]["sproxyd"] = [
-                {"url": e["url"], "alive": e["alive"], "latency_ms": e["latency_ms"]} for e in endpoints if e["site"] == site
+                {"url": e["url"], "alive": e["alive"], "latency_ms": e["latency_ms"]}
+                for e in endpoints
+                if e["site"] == site
             ]
         return {
             "changed": False,
@@ -681,13 +704,24 @@ def main() -> None:
     p = module.params
     try:
         client = ScalityClient(
-            p["supervisor_url"], p["supervisor_username"], p["supervisor_password"], p["validate_certs"], p["ca_path"], p["timeout"], p["retries"]
+            p["supervisor_url"],
+            p["supervisor_username"],
+            p["supervisor_password"],
+            p["validate_certs"],
+            p["ca_path"],
+            p["timeout"],
+            p["retries"],
         )
         result = RingInspector(client, p, module.check_mode).run()
     except ScalityError as exc:
         module.fail_json(msg=str(exc))
     if p["fail_on_unhealthy"] and not result["verdict"]["ok"]:
-        module.fail_json(msg="Scality RING not fit for the {} failover: {}".format(p["mode"], "; ".join(result["verdict"]["reasons"])), **result)
+        module.fail_json(
+            msg="Scality RING not fit for the {} failover: {}".format(
+                p["mode"], "; ".join(result["verdict"]["reasons"])
+            ),
+            **result,
+        )
     module.exit_json(**result)
 
 

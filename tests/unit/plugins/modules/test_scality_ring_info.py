@@ -59,7 +59,13 @@ def _nodes(servers: list) -> list:
 
 def _disks(servers: list) -> list:
     return [
-        {"id": f"{s['id']}-disk{j}", "name": f"disk{j}", "server": s["id"], "host": s["management_ip_address"], "state": ["OK"]}
+        {
+            "id": f"{s['id']}-disk{j}",
+            "name": f"disk{j}",
+            "server": s["id"],
+            "host": s["management_ip_address"],
+            "state": ["OK"],
+        }
         for s in servers
         for j in (1, 2)
     ]
@@ -76,14 +82,21 @@ HEALTHY = {
 def supervisor(state: dict | None = None, down: bool = False) -> None:
     """Script the Supervisor; ``down`` refuses every connection."""
     if down:
-        responses.add(responses.GET, re.compile(re.escape(API) + ".*"), body=requests.exceptions.ConnectionError("refused"))
+        responses.add(
+            responses.GET, re.compile(re.escape(API) + ".*"), body=requests.exceptions.ConnectionError("refused")
+        )
         return
     st = copy.deepcopy(state or HEALTHY)
     nodes = st.get("nodes", _nodes(st["servers"]))
     disks = st.get("disks", _disks(st["servers"]))
     responses.get(f"{API}/status/", json=st["status"])
     responses.get(f"{API}/rings/DATA/", json={"_items": [st["ring"]]})
-    for name, items in (("servers", st["servers"]), ("storenodes", nodes), ("disks", disks), ("rings/DATA/tasks", st["tasks"])):
+    for name, items in (
+        ("servers", st["servers"]),
+        ("storenodes", nodes),
+        ("disks", disks),
+        ("rings/DATA/tasks", st["tasks"]),
+    ):
         responses.get(f"{API}/{name}/", json={"_items": items, "_meta": {"count": len(items)}})
 
 
@@ -96,7 +109,11 @@ class Sproxyd:
         self.status = status
         self.locked = locked
         if refuse:
-            responses.add(responses.GET, re.compile(re.escape(self.url) + ".*"), body=requests.exceptions.ConnectionError("refused"))
+            responses.add(
+                responses.GET,
+                re.compile(re.escape(self.url) + ".*"),
+                body=requests.exceptions.ConnectionError("refused"),
+            )
             return
         for method in ("GET", "PUT", "HEAD", "DELETE"):
             responses.add_callback(method, re.compile(re.escape(self.url) + "/.*"), callback=self.handle)
