@@ -104,6 +104,7 @@ def install(home: str, cfg: dict[str, Any], python: str = "/usr/bin/python3",
         for name in [*dirs, *files]:
             os.lchown(os.path.join(root, name), entry.pw_uid, entry.pw_gid)
     os.lchown(home, entry.pw_uid, entry.pw_gid)
+    os.chmod(home, 0o755)
 
 
 def main(argv: list[str] | None = None) -> int:

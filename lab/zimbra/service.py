@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -37,15 +38,20 @@ LAB_TIMINGS = {
 VOLUMES = {"db": "/opt/zimbra/db", "index": "/opt/zimbra/index"}
 
 
+ROLE_ALIASES = {"mailbox": "mailbox", "mbox": "mailbox", "zimbra-mailbox": "mailbox",
+                "mta": "mta", "zimbra-mta": "mta", "proxy": "proxy", "zimbra-proxy": "proxy"}
+NAME_ROLES = re.compile(r"-(mbox|mta|proxy)\d+$")
+
+
 def zimbra_roles(host: Any) -> list[str]:
-    """The stand-in roles of a host, from its topology roles (or its name)."""
-    names = [str(r).lower() for r in (getattr(host, "roles", None) or [])] + [host.name]
-    roles = []
-    for role, hints in (("mailbox", ("mailbox", "mbox", "store")), ("mta", ("mta",)),
-                        ("proxy", ("proxy",))):
-        if any(h in n for n in names for h in hints):
-            roles.append(role)
-    return roles
+    """The stand-in roles of a host: from its topology roles, else from its name
+    (``dcN-mboxM``, ``dcN-mtaM``, ``dcN-proxyM``)."""
+    roles = {ROLE_ALIASES[str(r).lower()] for r in (getattr(host, "roles", None) or [])
+             if str(r).lower() in ROLE_ALIASES}
+    match = NAME_ROLES.search(host.name)
+    if not roles and match:
+        roles.add(ROLE_ALIASES[match.group(1)])
+    return sorted(roles)
 
 
 def fqdn(host: Any) -> str:

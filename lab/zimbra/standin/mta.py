@@ -4,7 +4,8 @@ A message accepted over SMTP is written to the queue (``data/postfix/spool/defer
 the 250 answer, then delivered over LMTP to the mailbox service's host. That host is found
 by resolving the configured mailbox host name: by a TSIG-signed query in the configured DNS
 view when there is one (so repointing the name at the other site reroutes mail, as a
-failover does), from ``static_hosts`` when there is no DNS or the name does not exist there.
+failover does), from ``static_hosts`` when there is no DNS or the view has no address for
+the name; a DNS server that does not answer defers delivery.
 A delivery that fails leaves the message queued; the queue is retried every
 ``retry_interval`` seconds and at once on ``postqueue -f`` (SIGUSR1 to the daemon).
 """
@@ -54,8 +55,10 @@ def resolve_mailhost(cfg: dict[str, Any]) -> str:
             for rrset in reply.answer:
                 if rrset.rdtype == dns.rdatatype.A:
                     return str(next(iter(rrset)))
-        elif reply.rcode() != dns.rcode.NXDOMAIN:
-            raise RouteError(f"DNS lookup of {name}: {dns.rcode.to_text(reply.rcode())}")
+        if reply.rcode() not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
+            # An answer that is no answer (REFUSED, NOTAUTH...): said in the log, then the
+            # static map decides, as when the name is not in the view at all.
+            print(f"DNS lookup of {name}: {dns.rcode.to_text(reply.rcode())}", flush=True)
     if name in static:
         return str(static[name])
     raise RouteError(f"no address for mailbox host {name!r}")

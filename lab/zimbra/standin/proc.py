@@ -163,7 +163,8 @@ def kill_all(cfg: dict[str, Any]) -> list[str]:
             continue
         if _is_ours(pid, process):
             kill_group(pid)
-            killed.append(process)
+            if process not in killed:
+                killed.append(process)
         os.unlink(path)
     return killed
 
