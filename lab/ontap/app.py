@@ -119,7 +119,9 @@ def collection(records: list[dict], default_keys: tuple[str, ...]) -> Response:
 
 
 def single(record: dict, default_keys: tuple[str, ...]) -> Response:
-    return jsonify(project(record, request.args.get("fields"), default_keys))
+    """A GET of one record answers every field unless ``fields`` narrows it (collections: keys only)."""
+    fields = request.args.get("fields")
+    return jsonify(record if not fields else project(record, fields, default_keys))
 
 
 def accepted(job: dict, location: str | None = None, status: int = 202) -> Response:

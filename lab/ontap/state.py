@@ -635,11 +635,13 @@ class Cluster:
                     # A quiesce lets the running transfer finish before the state lands.
                     self.scheduler.call_later(0.05, land)
                     return
+            if op == "break":
+                # Writable before anyone can see broken_off.
+                self._set_volume_type(rel.destination_path.split(":", 1)[1], "rw")
+            with self.lock:
                 rel.state = target
                 rel.pending = None
                 self._save()
-            if op == "break":
-                self._set_volume_type(rel.destination_path.split(":", 1)[1], "rw")
 
         self.scheduler.call_later(self.latencies.transition, land)
 
