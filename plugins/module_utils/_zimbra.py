@@ -48,6 +48,7 @@ _TIMEOUT = re.compile(r"Timeout after (\d+) seconds")
 # Exit code of coreutils' timeout(1) when it had to stop the command.
 TIMEOUT_RC = 124
 
+
 class ZimbraError(Exception):
     """A zmcontrol call failed or its output could not be understood."""
 

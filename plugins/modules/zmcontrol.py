@@ -8,7 +8,7 @@ module: zmcontrol
 short_description: Start, stop, restart Zimbra on a host and report every service's status
 version_added: 0.1.0
 author:
-  - zimbra_geo maintainers
+  - zimbra_geo maintainers (@mailops)
 description:
   - Drives Zimbra's C(zmcontrol) on the managed host and returns the parsed
     C(zmcontrol status) - every service, Running or Stopped, with the detail lines Zimbra
