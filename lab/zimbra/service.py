@@ -54,12 +54,24 @@ def zimbra_roles(host: Any) -> list[str]:
     return sorted(roles)
 
 
+def _topology(lab: Any) -> dict[str, Any]:
+    topology = getattr(lab, "topology", None)
+    return topology if isinstance(topology, dict) else {}
+
+
+def domain(lab: Any) -> str:
+    return str(_topology(lab).get("domain", DOMAIN))
+
+
 def fqdn(host: Any) -> str:
-    return f"{host.name}.{DOMAIN}"
+    lab = getattr(host, "lab", None)
+    return f"{host.name}.{domain(lab) if lab is not None else DOMAIN}"
 
 
 def mailhost_name(lab: Any) -> str:
-    return f"mbox1.{DOMAIN}"
+    """The mailbox service's name (its A record in the internal view follows the active site;
+    the MTA routes by it)."""
+    return f"mbox1.{domain(lab)}"
 
 
 def _hosts(lab: Any) -> list[Any]:
@@ -88,7 +100,7 @@ def _secret(lab: Any, name: str) -> str | None:
 def standin_config(lab: Any, host: Any) -> dict[str, Any]:
     """The stand-in's configuration for `host` in `lab`."""
     roles = zimbra_roles(host)
-    topology = lab.topology if isinstance(getattr(lab, "topology", None), dict) else {}
+    topology = _topology(lab)
     cfg: dict[str, Any] = {
         "hostname": fqdn(host),
         "address": host.address,
@@ -119,10 +131,11 @@ def standin_config(lab: Any, host: Any) -> dict[str, Any]:
         else:
             cfg["store"] = {"type": "directory", "path": "/opt/zimbra/store"}
     if "mta" in roles:
-        primary = _find(lab, None, "-mbox1")
+        active = topology.get("active_site", host.site)
+        primary = _find(lab, active, "-mbox1") or _find(lab, None, "-mbox1")
         smtp: dict[str, Any] = {
             "port": 25,
-            "domains": [DOMAIN],
+            "domains": [domain(lab)],
             "mailhost": mailhost_name(lab),
             "static_hosts": {mailhost_name(lab): primary[0].address} if primary else {},
             "lmtp_port": 7025,

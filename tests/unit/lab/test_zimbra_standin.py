@@ -296,3 +296,50 @@ def test_mail_path_through_sproxyd_with_queue_while_mailbox_is_down(
     finally:
         mta.kill_all()
         mbox.kill_all()
+
+
+class FakeHost:
+    def __init__(self, name: str, site: str, address: str, roles: list[str]) -> None:
+        self.name, self.site, self.address, self.roles = name, site, address, roles
+
+
+def fake_lab() -> Any:
+    import types
+
+    hosts = [FakeHost("dns", "core", "127.10.0.53", ["dns"])]
+    for n, site in ((1, "dc1"), (2, "dc2")):
+        hosts += [
+            FakeHost(f"{site}-ldap1", site, f"127.10.{n}.11", ["ldap_masters", "zimbra"]),
+            FakeHost(f"{site}-ldap2", site, f"127.10.{n}.12", ["ldap_masters", "zimbra"]),
+            FakeHost(f"{site}-mbox1", site, f"127.10.{n}.21", ["mailbox", "zimbra"]),
+            FakeHost(f"{site}-mta1", site, f"127.10.{n}.31", ["mta", "zimbra"]),
+            FakeHost(f"{site}-proxy1", site, f"127.10.{n}.41", ["proxy", "zimbra"]),
+            FakeHost(f"{site}-sproxyd", site, f"127.10.{n}.61", ["appliance"]),
+        ]
+    return types.SimpleNamespace(hosts={h.name: h for h in hosts}, secret=lambda name: name,
+                                 topology={"domain": "example.test", "active_site": "dc1"})
+
+
+def test_service_configuration_follows_the_topology() -> None:
+    from lab.zimbra import service
+
+    lab = fake_lab()
+    roles = {name: service.zimbra_roles(h) for name, h in lab.hosts.items()}
+    assert roles["dc2-mbox1"] == ["mailbox"] and roles["dc1-mta1"] == ["mta"]
+    assert roles["dc1-sproxyd"] == [] and roles["dc1-ldap1"] == [] and roles["dns"] == []
+
+    mbox = service.standin_config(lab, lab.hosts["dc2-mbox1"])
+    assert mbox["store"]["url"] == "http://127.10.2.61:81/proxy/chord"
+    assert mbox["volumes"] == {"db": "/opt/zimbra/db", "index": "/opt/zimbra/index"}
+    # The site's own masters first, then the other site's.
+    assert mbox["ldap"]["urls"] == ["ldap://127.10.2.11/", "ldap://127.10.2.12/",
+                                    "ldap://127.10.1.11/", "ldap://127.10.1.12/"]
+    mta = service.standin_config(lab, lab.hosts["dc2-mta1"])
+    assert mta["smtp"]["static_hosts"] == {"mbox1.example.test": "127.10.1.21"}
+    assert mta["smtp"]["dns"]["key_name"] == "k-internal"
+    assert mta["smtp"]["dns"]["key_secret"] == "tsig_internal"
+
+    ldif = service.server_entries_ldif(lab)
+    assert ldif.count("\ndn: cn=") == 6
+    assert "dn: cn=dc1-proxy1.example.test,ou=zimbraServers,dc=example,dc=test" in ldif
+    assert "description: zimlet" in ldif
