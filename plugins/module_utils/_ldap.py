@@ -947,33 +947,48 @@ def fetch_ids_ldapsearch(uri: str, conn: dict[str, Any], base: str, page_size: i
 
 
 def compare_ids(per_master: dict[str, dict[str, tuple[str, str]]], limit: int) -> dict[str, Any]:
-    """Entries missing on some master or with differing entryCSN, counted and sampled."""
+    """Entries missing on some master or different between masters, counted and sampled.
+
+    Entries are matched by entryUUID. An entry whose DN carries another entryUUID on some
+    master (re-created there by hand or by a tool) is one *different* entry, not two missing.
+    """
     names = list(per_master)
+    first = per_master[names[0]] if names else {}
+    all_ids: set = set()
+    for ids in per_master.values():
+        all_ids.update(ids)
+    by_dn: dict[str, list[str]] = {}
+    for uid in all_ids:
+        base = first.get(uid)
+        # the common case, identical (entryCSN, DN) everywhere, costs one dict lookup per master
+        if base is not None and all(per_master[n].get(uid) == base for n in names[1:]):
+            continue
+        dn = next(per_master[n][uid][1] for n in names if uid in per_master[n])
+        by_dn.setdefault(normalize_dn(dn), []).append(uid)
     missing = {n: 0 for n in names}
     different = 0
     samples: list[dict[str, Any]] = []
-    first = per_master[names[0]] if names else {}
-    # Fast path: entries whose (csn, dn) is identical everywhere are skipped by set algebra.
-    all_ids = set()
-    for ids in per_master.values():
-        all_ids.update(ids)
-    for uid in all_ids:
-        base = first.get(uid)
-        if base is not None and all(per_master[n].get(uid) == base for n in names[1:]):
-            continue
-        csns = {n: (per_master[n][uid][0] if uid in per_master[n] else None) for n in names}
-        dn = next(per_master[n][uid][1] for n in names if uid in per_master[n])
-        absent = [n for n in names if csns[n] is None]
+    for uids in by_dn.values():
+        uuids: dict[str, Any] = {n: None for n in names}
+        csns: dict[str, Any] = {n: None for n in names}
+        dn = ""
+        for uid in sorted(uids):
+            for n in names:
+                if uid in per_master[n] and uuids[n] is None:
+                    uuids[n] = uid
+                    csns[n] = per_master[n][uid][0]
+                    dn = dn or per_master[n][uid][1]
+        absent = [n for n in names if uuids[n] is None]
         for n in absent:
             missing[n] += 1
-        present = {c for c in csns.values() if c is not None}
-        kind = "missing" if absent else "different"
+        present = {(uuids[n], csns[n]) for n in names if uuids[n] is not None}
         if len(present) > 1:
             different += 1
-            if absent:
-                kind = "missing_and_different"
-        samples.append({"entry_uuid": uid, "dn": dn, "kind": kind, "entry_csn": csns})
-    samples.sort(key=lambda s: (s["dn"].lower(), s["entry_uuid"]))
+            kind = "missing_and_different" if absent else "different"
+        else:
+            kind = "missing"
+        samples.append({"dn": dn, "kind": kind, "entry_uuid": uuids, "entry_csn": csns})
+    samples.sort(key=lambda s: s["dn"].lower())
     return {
         "entries": {n: len(per_master[n]) for n in names},
         "missing": missing,

@@ -308,6 +308,16 @@ def test_compare_ids_counts_missing_and_different_entries():
     assert compare_ids({"a": base, "b": dict(base)}, 10)["in_sync"]
 
 
+def test_an_entry_recreated_with_another_uuid_is_one_different_entry():
+    a = {"u1": ("c1", "uid=x,dc=t"), "u2": ("c2", "uid=y,dc=t")}
+    b = {"u1": ("c1", "uid=x,dc=t"), "u9": ("c9", "UID=Y, dc=t")}
+    report = compare_ids({"a": a, "b": b}, limit=10)
+    assert report["different"] == 1 and report["missing"] == {"a": 0, "b": 0}
+    (diff,) = report["differences"]
+    assert diff["kind"] == "different" and diff["entry_uuid"] == {"a": "u2", "b": "u9"}
+    assert diff["entry_csn"] == {"a": "c2", "b": "c9"}
+
+
 def test_compare_ids_limits_the_listed_differences_but_counts_all():
     a = {f"u{i}": ("x", f"cn={i}") for i in range(50)}
     report = compare_ids({"a": a, "b": {}}, limit=3)
