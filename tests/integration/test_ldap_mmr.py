@@ -61,13 +61,14 @@ def _free_port() -> int:
 
 def _make_ca(base: Path, name: str) -> tuple[Path, Path, Path]:
     """A CA and one server certificate for 127.0.0.1 (cryptography, no openssl program)."""
+    import ipaddress
+
     from cryptography import x509
     from cryptography.hazmat.primitives import hashes, serialization
     from cryptography.hazmat.primitives.asymmetric import ec
     from cryptography.x509.oid import NameOID
-    import ipaddress
 
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
@@ -565,7 +566,7 @@ def test_a_write_on_any_master_appears_on_the_other_three(env):
         env.add(writer, dn)
         try:
             for other in NAMES:
-                wait_for(lambda o=other: dn.lower() in env.dns(o), 10, f"{dn} on {other}")
+                wait_for(lambda o=other, d=dn: d.lower() in env.dns(o), 10, f"{dn} on {other}")
         finally:
             env.delete(writer, dn)
     wait_for(env.converged, 20, "the deletions to converge")
