@@ -21,6 +21,8 @@ import sys
 import tempfile
 from typing import Any
 
+from lab.services import Service
+
 from .standin import config as standin_tables
 
 DOMAIN = "example.test"
@@ -171,25 +173,35 @@ def _run(host: Any, argv: list[str], **kw: Any) -> subprocess.CompletedProcess:
     return host.run(argv, **kw)
 
 
-class ZimbraService:
+class ZimbraService(Service):
     name = "zimbra"
 
-    def start(self, lab: Any, host: Any) -> None:
+    def prepare(self, lab: Any, host: Any) -> None:
+        """Install the stand-in (user zimbra, /opt/zimbra) with this lab's configuration."""
         cfg = standin_config(lab, host)
         os.makedirs(host.dir, exist_ok=True)
         path = os.path.join(str(host.dir), "zimbra-standin.json")
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             json.dump(cfg, handle)
-        if "mta" in cfg["roles"]:
-            # Postfix's master binds 25 as root; the stand-in runs as zimbra.
-            _run(host, ["sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=25"], check=True)
         env = dict(os.environ, PYTHONPATH=REPO_ROOT)
         result = _run(host, [sys.executable, "-m", "lab.zimbra.install", "--config", path,
                              "--ca", str(lab.ca.cert_path), "--fresh-cache"], env=env)
         if result.returncode:
             raise RuntimeError(f"zimbra install on {host.name} failed: {result.stderr}")
+
+    def start(self, lab: Any, host: Any) -> None:
+        """Make the host ready for Zimbra; start no Zimbra service (the playbooks do)."""
+        if not self.running(lab, host):
+            self.prepare(lab, host)
+        if "mta" in zimbra_roles(host):
+            # Postfix's master binds 25 as root; the stand-in runs as zimbra.
+            _run(host, ["sysctl", "-qw", "net.ipv4.ip_unprivileged_port_start=25"], check=True)
         self._register(lab, host)
+
+    def running(self, lab: Any, host: Any) -> bool:
+        """Installed (Zimbra's own services may well be stopped: see check)."""
+        return _run(host, ["test", "-x", "/opt/zimbra/bin/zmcontrol"]).returncode == 0
 
     def _register(self, lab: Any, host: Any) -> None:
         """Best effort: add the host's server entry on the seeded master (dc1-ldap1)."""
@@ -230,9 +242,11 @@ class ZimbraService:
         return True, f"zmcontrol answers: {states.count('Running')}/{len(states)} running"
 
     def reset(self, lab: Any, host: Any) -> None:
+        """Every stand-in process killed, queue and logs emptied, reinstalled (fresh cache)."""
         self.stop(lab, host)
         _run(host, ["rm", "-rf", "/opt/zimbra/data/postfix/spool/deferred",
                     "/opt/zimbra/log"])
+        self.prepare(lab, host)
         self.start(lab, host)
 
     def inventory_vars(self, lab: Any, host: Any) -> dict[str, Any]:
