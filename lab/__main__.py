@@ -1,0 +1,163 @@
+"""`python -m lab`: the local two-datacenter lab."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+
+import click
+
+from lab import lifecycle
+from lab.core import DEFAULT_NAME, REPO, Lab, LabError
+
+
+def _progress(msg: str) -> None:
+    click.echo(f"[lab] {msg}", err=True)
+
+
+class LabGroup(click.Group):
+    def invoke(self, ctx: click.Context):  # type: ignore[override]
+        try:
+            return super().invoke(ctx)
+        except LabError as exc:
+            raise click.ClickException(str(exc)) from exc
+
+
+@click.group(cls=LabGroup)
+@click.option("--name", envvar="ZG_LAB_NAME", default=DEFAULT_NAME, show_default=True,
+              help="Which lab: several can run side by side (namespaces <name>-*).")
+@click.pass_context
+def cli(ctx: click.Context, name: str) -> None:
+    """The local two-datacenter lab: real slapd, named and SSH hosts in Linux namespaces."""
+    if os.geteuid() != 0:
+        raise click.ClickException("the lab needs root (it creates network namespaces)")
+    ctx.obj = Lab(name)
+
+
+@cli.command()
+@click.pass_obj
+def up(lab: Lab) -> None:
+    """Build the lab (clearing away a stale one first)."""
+    try:
+        timings = lifecycle.up(lab, _progress)
+    except BaseException:
+        _progress("lab up failed: clearing away what was built")
+        lab.teardown()
+        raise
+    _progress("up in %.1f s (%s)" % (timings["total"], ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()
+                                                                   if k != "total")))
+    click.echo(str(lifecycle.inventory_dir(lab)))
+
+
+@cli.command()
+@click.pass_obj
+def down(lab: Lab) -> None:
+    """Kill every lab process, unmount, delete every namespace and the lab's state."""
+    t = time.monotonic()
+    notes = lifecycle.down(lab)
+    for note in notes:
+        _progress(note)
+    left = lab.namespaces()
+    if left:
+        raise click.ClickException(f"namespaces left behind: {', '.join(left)}")
+    _progress(f"down in {time.monotonic() - t:.1f} s")
+
+
+@cli.command()
+@click.pass_obj
+def status(lab: Lab) -> None:
+    """Every component and whether it answers. Exit 1 if any does not."""
+    lifecycle.ensure_up(lab)
+    rows = lifecycle.status(lab)
+    width = max(len(r["host"]) for r in rows)
+    cwidth = max(len(r["component"]) for r in rows)
+    for r in rows:
+        mark = "up  " if r["ok"] else "DOWN"
+        click.echo(f"{mark}  {r['component']:<{cwidth}}  {r['host']:<{width}}  {r['address']:<14} {r['detail']}")
+    sys.exit(0 if all(r["ok"] for r in rows) else 1)
+
+
+@cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
+@click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
+@click.pass_obj
+def exec(lab: Lab, argv: tuple[str, ...]) -> None:  # noqa: A001 - the command's name
+    """Run a command in the controller namespace (where Ansible runs)."""
+    lifecycle.ensure_up(lab)
+    sys.exit(subprocess.call(["ip", "netns", "exec", lab.ctl_ns, *argv]))
+
+
+@cli.command()
+@click.pass_obj
+def reset(lab: Lab) -> None:
+    """Back to the initial state: links up, zones, directories and emulators as at `up`."""
+    lifecycle.ensure_up(lab)
+    lifecycle.reset(lab, _progress)
+
+
+@cli.command()
+@click.pass_obj
+def inventory(lab: Lab) -> None:
+    """Print the path of the lab's Ansible inventory."""
+    click.echo(str(lifecycle.inventory_dir(lab)))
+
+
+@cli.group()
+def fault() -> None:
+    """Inject and clear faults."""
+
+
+@fault.command("cut-site")
+@click.argument("site")
+@click.pass_obj
+def cut_site(lab: Lab, site: str) -> None:
+    """Cut SITE off: its hosts reach each other and nothing else."""
+    lifecycle.ensure_up(lab)
+    lab.set_site_link(site, False)
+    _progress(f"site {site} cut off")
+
+
+@fault.command()
+@click.pass_obj
+def heal(lab: Lab) -> None:
+    """Clear every fault: links up, stopped hosts and services started."""
+    lifecycle.ensure_up(lab)
+    lifecycle.heal(lab)
+    _progress("healed")
+
+
+@fault.command()
+@click.argument("target")
+@click.pass_obj
+def stop(lab: Lab, target: str) -> None:
+    """Stop HOST (unreachable) or HOST/SERVICE (the process is stopped)."""
+    lifecycle.ensure_up(lab)
+    _progress(lifecycle.fault_stop(lab, target))
+
+
+@fault.command()
+@click.argument("target")
+@click.pass_obj
+def start(lab: Lab, target: str) -> None:
+    """Start HOST or HOST/SERVICE again."""
+    lifecycle.ensure_up(lab)
+    _progress(lifecycle.fault_start(lab, target))
+
+
+@cli.command()
+@click.pass_obj
+def demo(lab: Lab) -> None:
+    """The main job: run the playbooks on the lab (the lab must be up)."""
+    lifecycle.ensure_up(lab)
+    playbooks = ["playbooks/lab-smoke.yml"]
+    for pb in playbooks:
+        _progress(f"ansible-playbook {pb}")
+        rc = lifecycle.run_ansible(lab, [str(REPO / ".venv" / "bin" / "ansible-playbook"), str(REPO / pb)])
+        if rc != 0:
+            raise click.ClickException(f"{pb} failed (exit {rc})")
+    _progress("demo done")
+
+
+if __name__ == "__main__":
+    cli(prog_name="python -m lab")
