@@ -146,7 +146,7 @@ def test_summarize_places_nodes_and_disks_through_their_server() -> None:
     s = summarize_sites(["dc1", "dc2"], SERVERS, NODES, DISKS)
     assert s["dc1"]["nodes"] == {"total": 1, "healthy": 1, "unhealthy": [], "unreachable": []}
     assert s["dc2"]["servers"]["unhealthy"] == ["s2"]
-    assert s["dc2"]["disks"]["unhealthy"] == ["d2"]
+    assert s["dc2"]["disks"]["unhealthy"] == ["10.0.2.1:d2"]
 
 
 def _verdict(**kw):
