@@ -5,8 +5,8 @@ mounted and writable; ``zmmailboxdctl`` also needs mysql running."""
 
 from __future__ import annotations
 
+import contextlib
 import os
-import subprocess
 import sys
 import tempfile
 from typing import Any
@@ -90,9 +90,12 @@ def unit(cfg: dict[str, Any], script: str, action: str) -> int:
 
 
 def _run_member(cfg: dict[str, Any], member: str, action: str, quiet: bool) -> int:
-    path = os.path.join(cfg["zimbra_home"], "bin", member)
-    out = subprocess.DEVNULL if quiet else None
-    return subprocess.call([path, action], stdout=out, stderr=out)
+    # In-process rather than through the member's wrapper: the same code and output, without
+    # a Python start-up per member (zmcontrol status asks zmstorectl five times).
+    if not quiet:
+        return unit(cfg, member, action)
+    with open(os.devnull, "w", encoding="utf-8") as sink, contextlib.redirect_stdout(sink):
+        return unit(cfg, member, action)
 
 
 def group(cfg: dict[str, Any], script: str, action: str) -> int:
