@@ -24,6 +24,7 @@ from typing import Any
 try:
     import requests
     from requests.adapters import HTTPAdapter
+    from urllib3.exceptions import ReadTimeoutError
     from urllib3.util.retry import Retry
 except ImportError:
     HAS_REQUESTS = False
@@ -131,6 +132,10 @@ class ScalityClient:
         except requests.exceptions.RetryError as exc:
             raise ScalityError(f"still failing after retries: {exc}", url=url, kind="http") from exc
         except requests.exceptions.ConnectionError as exc:
+            # A read timeout that exhausted urllib3's retries arrives as a ConnectionError.
+            reason = getattr(exc.args[0], "reason", None) if exc.args else None
+            if isinstance(reason, ReadTimeoutError):
+                raise ScalityError(f"no answer within {self.timeout:g} s", url=url, kind="timeout") from exc
             raise ScalityError(f"cannot connect: {exc}", url=url, kind="unreachable") from exc
         except requests.exceptions.RequestException as exc:
             raise ScalityError(str(exc), url=url, kind="protocol") from exc
@@ -301,7 +306,15 @@ def summarize_sites(sites: list, servers: list, nodes: list, disks: list) -> dic
                 "unhealthy": _unhealthy(s_nodes, node_ok),
                 "unreachable": [n.get("name") for n in s_nodes if not n.get("reachable")],
             },
-            "disks": {"total": len(s_disks), "unhealthy": _unhealthy(s_disks, disk_ok)},
+            "disks": {
+                "total": len(s_disks),
+                # A disk's name is only unique on its server: name them server:disk.
+                "unhealthy": [
+                    f"{d.get('server') or d.get('host')}:{d.get('name') or d.get('id')}"
+                    for d in s_disks
+                    if not disk_ok(d)
+                ],
+            },
         }
         for part in ("servers", "nodes", "disks"):
             out[site][part]["healthy"] = out[site][part]["total"] - len(out[site][part]["unhealthy"])
