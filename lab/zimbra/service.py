@@ -19,6 +19,7 @@ import re
 import subprocess
 import sys
 import tempfile
+import time
 from typing import Any
 
 from lab.services import Service
@@ -38,6 +39,7 @@ LAB_TIMINGS = {
     "mailboxd": {"start": 0.5, "stop": 0.3},
 }
 VOLUMES = {"db": "/opt/zimbra/db", "index": "/opt/zimbra/index"}
+REGISTER_TIMEOUT = 30.0
 
 
 ROLE_ALIASES = {"mailbox": "mailbox", "mbox": "mailbox", "zimbra-mailbox": "mailbox",
@@ -214,13 +216,22 @@ class ZimbraService(Service):
         with tempfile.NamedTemporaryFile("w", dir=str(host.dir), delete=False) as handle:
             handle.write(password)
             pw_file = handle.name
+        # slapd starts (and is seeded) alongside this service: retry until the entries are in
+        # (0) or already there (68), for a while; after that the install-time cache serves.
+        deadline = time.monotonic() + REGISTER_TIMEOUT
         try:
-            _run(first[0], ["ldapadd", "-c", "-x", "-ZZ", "-H", f"ldap://{first[0].address}/",
-                            "-D", ADMIN_DN, "-y", pw_file],
-                 input="\n\n".join(entries), timeout=10,
-                 env=dict(os.environ, LDAPTLS_CACERT=str(lab.ca.cert_path)))
-        except (OSError, subprocess.SubprocessError):
-            pass
+            while time.monotonic() < deadline:
+                try:
+                    result = _run(first[0], ["ldapadd", "-c", "-x", "-ZZ", "-H",
+                                             f"ldap://{first[0].address}/", "-D", ADMIN_DN,
+                                             "-y", pw_file],
+                                  input="\n\n".join(entries), timeout=10,
+                                  env=dict(os.environ, LDAPTLS_CACERT=str(lab.ca.cert_path)))
+                except (OSError, subprocess.SubprocessError):
+                    result = None
+                if result is not None and result.returncode in (0, 68):
+                    return
+                time.sleep(0.2)
         finally:
             os.unlink(pw_file)
 
