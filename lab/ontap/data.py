@@ -87,7 +87,7 @@ class ReadOnlyMarker:
         if not self.enabled or not path.exists():
             return
         flag = "+i" if read_only else "-i"
-        res = subprocess.run(["chattr", "-R", "-f", flag, str(path)], capture_output=True, text=True)
+        res = subprocess.run(["chattr", "-R", "-f", flag, str(path)], capture_output=True, text=True, check=False)
         if res.returncode != 0:
             LOG.warning("chattr %s %s failed (%s); read-only marks disabled", flag, path, res.stderr.strip())
             self.enabled = False

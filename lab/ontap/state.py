@@ -30,11 +30,12 @@ import shutil
 import threading
 import time
 import uuid as uuidlib
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 from lab.ontap.data import ReadOnlyMarker, copy_snapshot, sync_tree, tree_size
 
@@ -93,7 +94,7 @@ def now() -> float:
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S+00:00")
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00")
 
 
 def iso_duration(seconds: float) -> str:
@@ -197,7 +198,7 @@ class Scheduler:
     def _safe(fn: Callable[[], None]) -> None:
         try:
             fn()
-        except Exception:  # noqa: BLE001 - a failed callback must not stop the scheduler
+        except Exception:
             LOG.exception("scheduled work failed")
 
     def stop(self) -> None:
@@ -272,7 +273,6 @@ class Cluster:
         for vol in self.config.get("volumes", []):
             self._add_volume(vol["name"], vol.get("type", "rw"))
         for rel in self.config.get("relationships", []):
-            src_svm, src_vol = rel["source"].split(":", 1)
             r = self._new_relationship(rel["source"], rel["destination"], rel.get("uuid"))
             if rel.get("state", "snapmirrored") == "snapmirrored":
                 # Both volumes start empty, so a baseline is already "transferred".

@@ -28,7 +28,7 @@ from cryptography.x509.oid import NameOID
 def make_ca_and_cert(directory: Path, ips: tuple[str, ...] = ("127.0.0.1",)) -> tuple[Path, Path, Path]:
     """Return (ca_cert, cert, key) paths; the server certificate covers ``ips``."""
     directory.mkdir(parents=True, exist_ok=True)
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "zimbra_geo test CA")])
     ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
@@ -160,9 +160,9 @@ class EmulatorPair:
                     emu.proc.kill()
                     emu.proc.wait()
         # Lift read-only marks so that the test's temporary directory can be removed.
-        subprocess.run(["chattr", "-R", "-f", "-i", str(self.san)], capture_output=True)
+        subprocess.run(["chattr", "-R", "-f", "-i", str(self.san)], capture_output=True, check=False)
 
-    def __enter__(self) -> EmulatorPair:
+    def __enter__(self) -> EmulatorPair:  # noqa: PYI034 - start() returns self
         return self.start()
 
     def __exit__(self, *_exc: object) -> None:

@@ -27,13 +27,20 @@ import re
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any
 
 try:
     from netapp_ontap import HostConnection
     from netapp_ontap.error import NetAppRestError
-    from netapp_ontap.resources import Cluster, Job, SnapmirrorRelationship, SnapmirrorTransfer, Svm
+    from netapp_ontap.resources import (
+        Cluster,
+        Job,
+        SnapmirrorRelationship,
+        SnapmirrorTransfer,
+        Svm,
+    )
 except ImportError:
     HAS_NETAPP_ONTAP = False
     NETAPP_ONTAP_IMPORT_ERROR: str | None = traceback.format_exc()
@@ -386,12 +393,11 @@ class SnapmirrorDriver:
     # -------------------------------------------------------------- planning
     def plan(self, rel: dict | None, rev: dict | None) -> Work:
         target = self.target
-        if target == "reversed":
-            if rev is not None and rel is None:
-                if rev["state"] == "snapmirrored" and rev["transfer_state"] not in RUNNING:
-                    return Work(rev, [], rev)
-                raise Refusal(f"already reversed, but the reverse relationship is {rev['state']}; drive it on "
-                              "the other cluster")
+        if target == "reversed" and rev is not None and rel is None:
+            if rev["state"] == "snapmirrored" and rev["transfer_state"] not in RUNNING:
+                return Work(rev, [], rev)
+            raise Refusal(f"already reversed, but the reverse relationship is {rev['state']}; drive it on "
+                          "the other cluster")
         assert rel is not None
         state, running = rel["state"], rel["transfer_state"] in RUNNING
         unhealthy = rel.get("healthy") is False

@@ -63,7 +63,7 @@ def play(pair: EmulatorPair, tasks: list[dict], cluster: str = "dc2", check: boo
         argv.append("--check")
     if diff:
         argv.append("--diff")
-    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120)
+    proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=ROOT, timeout=120, check=False)
     try:
         out = json.loads(proc.stdout)
     except ValueError:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import base64
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import pytest
 
@@ -212,7 +213,12 @@ def test_the_netapp_ontap_library_drives_the_emulator(tmp_path: Path) -> None:
     from netapp_ontap import HostConnection
     from netapp_ontap.error import NetAppRestError
     from netapp_ontap.resources import Cluster as OntapCluster
-    from netapp_ontap.resources import Job, SnapmirrorRelationship, SnapmirrorTransfer, Volume
+    from netapp_ontap.resources import (
+        Job,
+        SnapmirrorRelationship,
+        SnapmirrorTransfer,
+        Volume,
+    )
 
     with EmulatorPair(tmp_path) as pair:
         conn = HostConnection("127.0.0.1", port=pair.dc2.port, username="admin", password=pair.password,

@@ -24,7 +24,8 @@ class FakeHost:
         self.procs: dict[str, subprocess.Popen] = {}
 
     def run(self, argv: list[str], **kw: Any) -> subprocess.CompletedProcess:
-        return subprocess.run(argv, **kw)
+        check = kw.pop("check", False)
+        return subprocess.run(argv, check=check, **kw)
 
     def spawn(self, argv: list[str], name: str) -> None:
         log = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child

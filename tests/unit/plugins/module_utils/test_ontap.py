@@ -230,7 +230,7 @@ class ScriptedCluster:
             self.pending[uuid] = (state, self.lands_after)
         return f"job:{uuid}"
 
-    def map(self, fn, items):  # noqa: ANN001, ANN201 - same contract as OntapClient.map
+    def map(self, fn, items):
         return [(i, fn(i), None) for i in items]
 
     def close(self) -> None:

@@ -12,8 +12,13 @@ from typing import Any
 import pytest
 import responses
 from ansible.module_utils.testing import patch_module_args
-from ansible_collections.mailops.zimbra_geo.plugins.module_utils._ontap import OntapError
-from ansible_collections.mailops.zimbra_geo.plugins.modules import snapmirror, snapmirror_info
+from ansible_collections.mailops.zimbra_geo.plugins.module_utils._ontap import (
+    OntapError,
+)
+from ansible_collections.mailops.zimbra_geo.plugins.modules import (
+    snapmirror,
+    snapmirror_info,
+)
 
 BASE = "https://ontap.test:443"
 DSTS = ["svm_dc2:mbox1_db", "svm_dc2:mbox1_index"]
