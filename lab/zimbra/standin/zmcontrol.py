@@ -62,12 +62,13 @@ def _from_ldap(cfg: dict[str, Any]) -> set[str] | None:
     attribute = ldap.get("attribute", "zimbraServiceEnabled")
     for url in ldap["urls"]:
         try:
-            server = ldap3.Server(url, tls=tls, get_info=ldap3.NONE,
-                                  connect_timeout=float(ldap.get("timeout", 30)))
+            # ldap3 takes scheme://host[:port]; Zimbra's ldap_master_url values end with "/".
+            server = ldap3.Server(url.rstrip("/"), tls=tls, get_info=ldap3.NONE,
+                                  connect_timeout=int(ldap.get("timeout", 30)))
             conn = ldap3.Connection(server, ldap.get("bind_dn"), ldap.get("password"),
-                                    receive_timeout=float(ldap.get("timeout", 30)))
+                                    receive_timeout=int(ldap.get("timeout", 30)))
             conn.open()
-        except LDAPException:
+        except (LDAPException, OSError):
             continue
         try:
             if ldap.get("starttls") and not url.startswith("ldaps:"):
