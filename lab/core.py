@@ -62,11 +62,14 @@ def enter_netns(ns: str) -> None:
     """Move the calling thread into network namespace ``ns`` (setns(2) is per thread)."""
     fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
     try:
-        if _libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise LabError(f"setns({ns}): {os.strerror(err)}")
+        enter_netns_fd(fd)
     finally:
         os.close(fd)
+
+
+def enter_netns_fd(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNET) != 0:
+        raise LabError(f"setns: {os.strerror(ctypes.get_errno())}")
 
 
 def in_netns(ns: str, fn: Callable[[], Any]) -> Any:
@@ -319,12 +322,8 @@ class Lab:
             sh(["ip", "-n", rt, "addr", "add", f"{gw}/32", "dev", "lo", "scope", "global"])
             uplink = f"up-{site}"
             sh(["ip", "-n", self.ctl_ns, "link", "add", uplink, "type", "veth", "peer", "name", "uplink", "netns", rt])
-            sh(["ip", "-n", self.ctl_ns, "link", "set", uplink, "up"])
             sh(["ip", "-n", rt, "link", "set", "uplink", "up"])
-            net = self.topology["sites"][site]["network"]
-            sh(["ip", "-n", self.ctl_ns, "route", "add", net, "via", gw, "dev", uplink, "onlink"])
-            sh(["ip", "-n", rt, "route", "add", "default", "via", self.controller_address, "dev", "uplink",
-                "onlink", "src", gw])
+            self.set_site_link(site, True)
         for host in self.hosts.values():
             if host.site == "core":
                 link_ns, link = self.ctl_ns, f"h-{host.name}"[:15]
@@ -457,7 +456,14 @@ class Lab:
     def set_site_link(self, site: str, up: bool) -> None:
         if site not in self.sites:
             raise LabError(f"unknown site {site!r}; the lab has {', '.join(self.sites)}")
-        sh(["ip", "-n", self.ctl_ns, "link", "set", f"up-{site}", "up" if up else "down"])
+        uplink, rt, gw = f"up-{site}", self.router_ns(site), self.site_router(site)
+        sh(["ip", "-n", self.ctl_ns, "link", "set", uplink, "up" if up else "down"])
+        if up:
+            # Taking a link down drops the routes through it: put them back.
+            net = self.topology["sites"][site]["network"]
+            sh(["ip", "-n", self.ctl_ns, "route", "replace", net, "via", gw, "dev", uplink, "onlink"])
+            sh(["ip", "-n", rt, "route", "replace", "default", "via", self.controller_address, "dev", "uplink",
+                "onlink", "src", gw])
 
     def set_host_link(self, host: Host, up: bool) -> None:
         sh(["ip", "-n", host.netns, "link", "set", "eth0", "up" if up else "down"])
