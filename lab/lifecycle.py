@@ -154,6 +154,8 @@ def write_inventory(lab: Lab) -> Path:
         "zimbra_geo_lab_name": lab.name,
         "zimbra_geo_lab_dir": str(lab.dir),
     }
+    # Appliance endpoints are global, keyed by site where they belong to one (so every host,
+    # whatever its site, can address either site's appliances).
     for host in lab.hosts.values():
         for name in host.services:
             if host.site == "core" or "appliance" in host.roles:
@@ -161,20 +163,14 @@ def write_inventory(lab: Lab) -> Path:
     _dump(gv / "all" / "connection.yml", connection, "How Ansible reaches the lab's hosts.")
     _dump(gv / "all" / "platform.yml", platform, "The lab platform: endpoints and credentials (lab only).")
     for site in lab.sites:
-        _dump(gv / f"{site}.yml", site_vars(lab, site), f"Site {site}: its endpoints.")
+        _dump(gv / f"{site}.yml", site_vars(lab, site), f"Site {site}.")
     for f in gv.rglob("*.yml"):
         f.chmod(0o600)
     return inv
 
 
 def site_vars(lab: Lab, site: str) -> dict[str, Any]:
-    """Per-site endpoints. Appliance services add their own (credentials, ports)."""
-    sv: dict[str, Any] = {"zimbra_geo_site": site}
-    for host in lab.hosts.values():
-        if host.site == site and "appliance" in host.roles:
-            for name in host.services:
-                sv.update(services.get(name).inventory_vars(lab, host))
-    return sv
+    return {"zimbra_geo_site": site}
 
 
 def _dump(path: Path, data: dict[str, Any], title: str) -> None:
