@@ -18,6 +18,8 @@ REGISTRY: dict[str, str] = {
     "slapd": "lab.ldap:Slapd",
     "named": "lab.dns:Named",
     "zimbra": "lab.zimbra.service:ZimbraService",
+    "scality_sproxyd": "lab.scality.service:SproxydService",
+    "scality_supervisor": "lab.scality.service:SupervisorService",
 }
 
 

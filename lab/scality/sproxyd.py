@@ -22,24 +22,38 @@ from flask import Flask, Response, abort, jsonify, request
 from lab.scality.faults import FaultStore
 from lab.scality.store import KEY_RE, NotFound, PeerUnavailable, SiteStore, Unavailable
 
-PEER_TIMEOUT = 2.0
+# (connect, read) seconds. A cut link drops packets, so a connection attempt to the other site
+# hangs until the connect timeout: keep it short, and after a failure stop trying for a while
+# (the RING marks the remote nodes down) so that client requests are not held up each time.
+PEER_TIMEOUT = (0.5, 3.0)
+PEER_HOLD_OFF = 2.0
 
 
 class HttpPeer:
     """Another site's store, reached through that site's sproxyd ``/x-lab/replicas/`` path."""
 
-    def __init__(self, base_url: str, timeout: float = PEER_TIMEOUT) -> None:
+    def __init__(
+        self, base_url: str, timeout: tuple[float, float] = PEER_TIMEOUT, hold_off: float = PEER_HOLD_OFF
+    ) -> None:
         self.base = base_url.rstrip("/")
         self.timeout = timeout
+        self.hold_off = hold_off
+        self.down_until = 0.0
         self.session = requests.Session()
+        self.session.trust_env = False  # never an environment proxy between lab hosts
 
     def _call(self, method: str, key: str, **kw: Any) -> requests.Response:
+        if time.monotonic() < self.down_until:
+            raise PeerUnavailable(f"{self.base} marked down")
         try:
             resp = self.session.request(method, f"{self.base}/x-lab/replicas/{key}", timeout=self.timeout, **kw)
         except requests.RequestException as exc:
+            self.down_until = time.monotonic() + self.hold_off
             raise PeerUnavailable(str(exc)) from exc
         if resp.status_code >= 500:
+            self.down_until = time.monotonic() + self.hold_off
             raise PeerUnavailable(f"{method} {key}: HTTP {resp.status_code}")
+        self.down_until = 0.0
         return resp
 
     def put(self, key: str, data: bytes, meta: dict[str, Any]) -> None:

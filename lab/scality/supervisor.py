@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,10 @@ from lab.scality.sproxyd import register_fault_routes
 
 API = "/api/v0.1"
 DEFAULT_LIMIT = 20
-AGENT_TIMEOUT = 1.5
+# (connect, read) seconds: a cut site drops packets, so connecting hangs until the timeout;
+# after a failure the zone counts as unreachable for a while without being asked again.
+AGENT_TIMEOUT = (0.5, 3.0)
+AGENT_HOLD_OFF = 2.0
 
 
 def build_view(ring: str, reports: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
@@ -154,14 +158,22 @@ class SupervisorModel:
         self.zone = zone  # where the Supervisor itself runs
         self.layout_path = Path(state_dir) / "supervisor-layout.json"
         self.session = requests.Session()
+        self.session.trust_env = False  # never an environment proxy between lab hosts
         self.pool = ThreadPoolExecutor(max_workers=max(len(zones), 1))
+        self.down_until: dict[str, float] = {}
 
     def _fetch(self, zone: str, base: str) -> dict[str, Any] | None:
+        if time.monotonic() < self.down_until.get(zone, 0.0):
+            return None
         try:
             resp = self.session.get(f"{base.rstrip('/')}/x-lab/site", timeout=AGENT_TIMEOUT)
-        except requests.RequestException:
-            return None
-        return resp.json() if resp.status_code == 200 else None
+            if resp.status_code == 200:
+                self.down_until.pop(zone, None)
+                return resp.json()
+        except (requests.RequestException, ValueError):
+            pass
+        self.down_until[zone] = time.monotonic() + AGENT_HOLD_OFF
+        return None
 
     def view(self) -> dict[str, Any]:
         futures = {z: self.pool.submit(self._fetch, z, b) for z, b in self.zones.items()}
