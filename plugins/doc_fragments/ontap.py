@@ -11,7 +11,7 @@ options:
   hostname:
     description:
       - Address or name of the ONTAP cluster management interface (the REST API is under C(/api/)).
-      - SnapMirror relationships are owned by their B(destination) cluster: point this at it.
+      - SnapMirror relationships are owned by their B(destination) cluster, so point this at it.
     type: str
     required: true
   port:

@@ -8,7 +8,7 @@ module: snapmirror
 short_description: Drive many SnapMirror relationships to one state at once
 version_added: 0.1.0
 author:
-  - zimbra_geo maintainers
+  - zimbra_geo maintainers (@mailops)
 description:
   - Takes every selected SnapMirror relationship of one destination cluster to the target
     O(state), all of them concurrently, and waits until the state is seen on each
@@ -223,10 +223,10 @@ failed_relationships:
 """
 
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils._ontap import (
     HAS_NETAPP_ONTAP,
     NETAPP_ONTAP_IMPORT_ERROR,

@@ -8,7 +8,7 @@ module: snapmirror_info
 short_description: State, health and lag of every SnapMirror relationship of a cluster
 version_added: 0.1.0
 author:
-  - zimbra_geo maintainers
+  - zimbra_geo maintainers (@mailops)
 description:
   - Reads, in one call, every SnapMirror relationship whose destination is on the cluster
     (optionally only those of one SVM, or named ones) and returns state, health, unhealthy
@@ -20,11 +20,12 @@ description:
 extends_documentation_fragment:
   - mailops.zimbra_geo.ontap
   - ansible.builtin.action_common_attributes
-  - ansible.builtin.action_common_attributes.info_module
 attributes:
   check_mode:
     support: full
     details: The module only reads.
+  diff_mode:
+    support: none
   platform:
     platforms: posix
 options:
@@ -168,10 +169,10 @@ unhealthy:
   elements: str
 """
 
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
-
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils._ontap import (
     HAS_NETAPP_ONTAP,
     NETAPP_ONTAP_IMPORT_ERROR,
