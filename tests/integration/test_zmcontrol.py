@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 pytest.importorskip("lab.core", reason="the lab core is not there yet")
 
@@ -181,5 +182,33 @@ def test_mail_sent_to_the_mta_lands_in_the_mailbox(lab: Any, volumes: None,
         fetched = text(zimbra(lab, MBOX, f"/opt/zimbra/bin/zmmailbox -m user1@example.test "
                                          f"gm {msg_id}"))
         assert "no mail lost" in fetched and subject in fetched
+
+        # Out of band: the metadata on the DB volume names the blob, and dc1's sproxyd has it.
+        query = ("import sqlite3; print(sqlite3.connect('/opt/zimbra/db/data/mailbox.sqlite')"
+                 f".execute('SELECT blob_key FROM message WHERE id = {int(msg_id)}')"
+                 ".fetchone()[0])")
+        key = lab.host_run(MBOX, ["/usr/bin/python3", "-c", query]).stdout.strip()
+        blob = requests.get(f"http://{address(lab, 'dc1-sproxyd')}:81/proxy/chord/{key}",
+                            timeout=10)
+        assert blob.status_code == 200 and blob.content == message
     finally:
         zimbra(lab, MTA, "/opt/zimbra/bin/zmcontrol stop")
+
+
+def test_long_idle_standby_without_ldap_cannot_start(lab: Any, tmp_path: Path) -> None:
+    # dc2's masters do not hold the server entries before the 4-way replication is built, so
+    # dc2-mbox1 depends on its cache; a cache older than a day is no cache at all.
+    cache = "/opt/zimbra/log/.zmcontrol.cache"
+    zimbra(lab, "dc2-mbox1", f"touch -d '2 days ago' {cache}")
+    try:
+        _proc, r = play(lab, tmp_path, """\
+            - name: Start the long-idle standby
+              mailops.zimbra_geo.zmcontrol: {state: started}
+              register: r_start
+              ignore_errors: true
+            """, hosts="dc2-mbox1")
+        assert r["r_start"]["failed"]
+        assert "older than a day" in r["r_start"]["msg"]
+        assert r["r_start"].get("command") is None, "it must fail before acting"
+    finally:
+        zimbra(lab, "dc2-mbox1", f"touch {cache}")
