@@ -20,6 +20,7 @@ REGISTRY: dict[str, str] = {
     "zimbra": "lab.zimbra.service:ZimbraService",
     "scality_sproxyd": "lab.scality.service:SproxydService",
     "scality_supervisor": "lab.scality.service:SupervisorService",
+    "ontap": "lab.ontap.service:OntapService",
 }
 
 

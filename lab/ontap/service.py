@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lab.services import Service
+
 REPO_ROOT = str(Path(__file__).resolve().parents[2])
 PORT = 443
 PROBE = r"""
@@ -82,8 +84,9 @@ def san_dir(lab: Any) -> Path:
     return Path(str(lab.dir)) / "san"
 
 
-class OntapService:
+class OntapService(Service):
     name = "ontap"
+    port = PORT
 
     def _paths(self, host: Any) -> dict[str, Path]:
         d = Path(str(host.dir))
@@ -120,7 +123,7 @@ class OntapService:
                 str(self._paths(host)["password"]), method]
         if body is not None:
             argv.append(json.dumps(body))
-        res = host.run(argv, capture_output=True, text=True, timeout=10)
+        res = host.run(argv, check=False, capture_output=True, text=True, timeout=10)
         if res.returncode != 0:
             raise RuntimeError((res.stderr or "").strip().splitlines()[-1:] or "probe failed")
         return res.stdout

@@ -267,8 +267,7 @@ class Cluster:
         self.relationships.clear()
         self.jobs.clear()
         if wipe and self.data_root.exists():
-            self.marker.set(self.data_root, False)
-            shutil.rmtree(self.data_root)
+            self._wipe()
         self.data_root.mkdir(parents=True, exist_ok=True)
         for vol in self.config.get("volumes", []):
             self._add_volume(vol["name"], vol.get("type", "rw"))
@@ -285,6 +284,22 @@ class Cluster:
         for vol in self.volumes.values():
             self.marker.set(self.volume_path(vol.name), vol.type == "dp")
         self._save()
+
+    def _wipe(self) -> None:
+        """Empty every volume in place: a host may hold a bind mount of the directory itself."""
+        self.marker.set(self.data_root, False)
+        keep = {v["name"] for v in self.config.get("volumes", [])}
+        for entry in self.data_root.iterdir():
+            if entry.is_dir() and entry.name in keep:
+                for child in entry.iterdir():
+                    if child.is_dir() and not child.is_symlink():
+                        shutil.rmtree(child)
+                    else:
+                        child.unlink()
+            elif entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink()
 
     def _add_volume(self, name: str, vtype: str, parent: str | None = None, snap: str | None = None) -> Volume:
         vol = Volume(name=name, uuid=str(uuidlib.uuid4()), type=vtype, clone_parent=parent, clone_snapshot=snap)
