@@ -900,27 +900,48 @@ def ldapsearch_command(uri: str, conn: dict[str, Any], base: str, page_size: int
     return argv
 
 
-def parse_ldif_ids(text: str) -> dict[str, tuple[str, str]]:
-    """``{entryUUID: (entryCSN, dn)}`` from ``ldapsearch -LLL -o ldif-wrap=no`` output."""
-    result: dict[str, tuple[str, str]] = {}
-    for block in text.split("\n\n"):
-        dn = uid = csn = ""
-        for line in block.split("\n"):
-            if line.startswith("entryCSN: "):
+def parse_ldif_ids(data: bytes) -> dict[bytes, tuple[bytes, bytes]]:
+    """``{entryUUID: (entryCSN, dn line)}`` from ``ldapsearch -LLL -o ldif-wrap=no`` output.
+
+    Stays in bytes and decodes nothing: only differences are decoded, by :func:`_text`.
+    The common case (every entry has one DN, one entryUUID and one entryCSN) is three list
+    comprehensions and a zip, ten times cheaper than walking entry by entry.
+    """
+    lines = data.split(b"\n")
+    dns = [line for line in lines if line.startswith(b"dn:")]
+    uuids = [line[11:] for line in lines if line.startswith(b"entryUUID: ")]
+    csns = [line[10:] for line in lines if line.startswith(b"entryCSN: ")]
+    if len(dns) == len(uuids) == len(csns):
+        return dict(zip(uuids, zip(csns, dns)))
+    # Some entry lacks one of them: pair them up entry by entry (such entries are skipped).
+    result: dict[bytes, tuple[bytes, bytes]] = {}
+    for block in data.split(b"\n\n"):
+        dn = uid = csn = b""
+        for line in block.split(b"\n"):
+            if line.startswith(b"entryCSN: "):
                 csn = line[10:]
-            elif line.startswith("entryUUID: "):
+            elif line.startswith(b"entryUUID: "):
                 uid = line[11:]
-            elif line.startswith("dn: "):
-                dn = line[4:]
-            elif line.startswith("dn:: "):
-                dn = base64.b64decode(line[5:]).decode("utf-8", "replace")
+            elif line.startswith(b"dn:"):
+                dn = line
         if uid:
             result[uid] = (csn, dn)
     return result
 
 
+def _text(value: Any) -> str:
+    """A value of the audit as text: bytes decoded, ``dn::`` (base64) lines decoded too."""
+    if isinstance(value, bytes):
+        if value.startswith(b"dn:: "):
+            return base64.b64decode(value[5:]).decode("utf-8", "replace")
+        if value.startswith(b"dn: "):
+            value = value[4:]
+        return value.decode("utf-8", "replace")
+    return value
+
+
 def fetch_ids_ldapsearch(uri: str, conn: dict[str, Any], base: str, page_size: int,
-                         binary: str) -> dict[str, tuple[str, str]]:
+                         binary: str) -> dict[bytes, tuple[bytes, bytes]]:
     """OpenLDAP's C client streams the two attributes; Python only splits lines."""
     # Only the options given here count: no system ldap.conf, no user ldaprc.
     env = dict(os.environ, LDAPCONF=os.devnull, LDAPRC="zimbra-geo-no-ldaprc",
@@ -943,10 +964,10 @@ def fetch_ids_ldapsearch(uri: str, conn: dict[str, Any], base: str, page_size: i
     if proc.returncode not in (0,):
         stderr = proc.stderr.decode("utf-8", "replace").strip()
         raise LdapError(f"ldapsearch exited {proc.returncode}: {stderr}", uri, "unreachable")
-    return parse_ldif_ids(proc.stdout.decode("utf-8", "replace"))
+    return parse_ldif_ids(proc.stdout)
 
 
-def compare_ids(per_master: dict[str, dict[str, tuple[str, str]]], limit: int) -> dict[str, Any]:
+def compare_ids(per_master: dict[str, dict[Any, tuple[Any, Any]]], limit: int) -> dict[str, Any]:
     """Entries missing on some master or different between masters, counted and sampled.
 
     Entries are matched by entryUUID. An entry whose DN carries another entryUUID on some
@@ -963,7 +984,7 @@ def compare_ids(per_master: dict[str, dict[str, tuple[str, str]]], limit: int) -
         # the common case, identical (entryCSN, DN) everywhere, costs one dict lookup per master
         if base is not None and all(per_master[n].get(uid) == base for n in names[1:]):
             continue
-        dn = next(per_master[n][uid][1] for n in names if uid in per_master[n])
+        dn = _text(next(per_master[n][uid][1] for n in names if uid in per_master[n]))
         by_dn.setdefault(normalize_dn(dn), []).append(uid)
     missing = {n: 0 for n in names}
     different = 0
@@ -975,9 +996,9 @@ def compare_ids(per_master: dict[str, dict[str, tuple[str, str]]], limit: int) -
         for uid in sorted(uids):
             for n in names:
                 if uid in per_master[n] and uuids[n] is None:
-                    uuids[n] = uid
-                    csns[n] = per_master[n][uid][0]
-                    dn = dn or per_master[n][uid][1]
+                    uuids[n] = _text(uid)
+                    csns[n] = _text(per_master[n][uid][0])
+                    dn = dn or _text(per_master[n][uid][1])
         absent = [n for n in names if uuids[n] is None]
         for n in absent:
             missing[n] += 1

@@ -9,6 +9,7 @@ import ldap3
 import pytest
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils._ldap import (
     LdapError,
+    _text,
     agreement_matches,
     apply_mmr,
     compare_ids,
@@ -275,7 +276,7 @@ def test_apply_falls_back_to_olcmirrormode_on_an_older_slapd():
 
 # -- audit ---------------------------------------------------------------------------------
 
-LDIF = """dn: dc=example,dc=test
+LDIF = b"""dn: dc=example,dc=test
 entryUUID: 11111111-0000-0000-0000-000000000001
 entryCSN: 20261130010000.000000Z#000000#001#000000
 
@@ -288,9 +289,24 @@ entryUUID: 11111111-0000-0000-0000-000000000002
 
 def test_parse_ldif_ids_handles_base64_dns_and_any_attribute_order():
     ids = parse_ldif_ids(LDIF)
-    assert ids["11111111-0000-0000-0000-000000000002"] == (
-        "20261130010001.000000Z#000000#001#000000", "uid=jörg,dc=example,dc=test")
+    csn, dn = ids[b"11111111-0000-0000-0000-000000000002"]
+    assert csn == b"20261130010001.000000Z#000000#001#000000"
+    assert _text(dn) == "uid=jörg,dc=example,dc=test"
     assert len(ids) == 2
+
+
+def test_parse_ldif_ids_skips_an_entry_without_uuid_and_keeps_the_others_paired():
+    text = LDIF + b"dn: cn=no-uuid,dc=example,dc=test\nentryCSN: 20261130010009.000000Z#000000#001#000000\n\n"
+    ids = parse_ldif_ids(text)
+    assert len(ids) == 2
+    assert ids[b"11111111-0000-0000-0000-000000000001"][0].startswith(b"20261130010000")
+
+
+def test_differences_are_reported_as_text_whatever_the_engine():
+    a = {b"u1": (b"c1", b"dn:: dWlkPWrDtnJnLGRjPWV4YW1wbGUsZGM9dGVzdA==")}
+    (diff,) = compare_ids({"a": a, "b": {}}, 5)["differences"]
+    assert diff == {"dn": "uid=jörg,dc=example,dc=test", "kind": "missing",
+                    "entry_uuid": {"a": "u1", "b": None}, "entry_csn": {"a": "c1", "b": None}}
 
 
 def test_compare_ids_counts_missing_and_different_entries():
