@@ -591,6 +591,10 @@ class RingInspector:
                 raise ScalityError(f"HEAD through {write} answered 404", kind="canary")
             if headers.get("x-scal-usermd") != usermd:
                 raise ScalityError(f"HEAD through {write}: user metadata differs", kind="canary")
+            if headers.get("Content-Length") not in (None, str(len(data))):
+                raise ScalityError(
+                    f"HEAD through {write}: size {headers.get('Content-Length')}, not {len(data)}", kind="canary"
+                )
             self._delete(endpoint[write], key, out)
             written = False
             for site in reads:
