@@ -8,7 +8,7 @@ module: dns_record
 short_description: Set one DNS record set in several views of a split-horizon zone
 version_added: 0.1.0
 author:
-  - zimbra_geo maintainers
+  - zimbra_geo maintainers (@mailops)
 description:
   - Makes the record set (RRset) of one name and type the same in one or more views of a
     split-horizon zone, with RFC 2136 dynamic updates signed with each view's TSIG key, and

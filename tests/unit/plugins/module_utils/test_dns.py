@@ -245,7 +245,7 @@ class FakeServer:
         found = self.rrsets.get((question.name, question.rdtype))
         if found is not None:
             response.answer.append(found)
-        elif not any(name == question.name for name, _ in self.rrsets):
+        elif not any(key[0] == question.name for key in self.rrsets):
             response.set_rcode(dns.rcode.NXDOMAIN)
         return response
 
