@@ -60,7 +60,7 @@ def serve(argv: list[str]) -> None:
     p.add_argument("--rebuild-interval", type=float, default=0.5)
     args = p.parse_args(argv)
 
-    host, _, port = args.listen.rpartition(":")
+    host, _sep, port = args.listen.rpartition(":")
     faults = FaultStore(args.state_dir)
     stop = threading.Event()
     ssl_context: Any = None

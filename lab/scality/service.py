@@ -70,7 +70,7 @@ def _probe(lab: Lab, host: Host, url: str, method: str = "GET", password_file: s
     )
     if res.returncode != 0:
         raise RuntimeError(((res.stderr or "").strip().splitlines() or ["probe failed"])[-1])
-    status, _, body = res.stdout.strip().partition(" ")
+    status, _sep, body = res.stdout.strip().partition(" ")
     return int(status), body
 
 

@@ -259,7 +259,7 @@ class SiteStore:
     def outbox(self) -> dict[str, int]:
         if not self.outbox_dir.exists():
             return {}
-        return {p.name: sum(1 for _ in p.iterdir()) for p in self.outbox_dir.iterdir() if p.is_dir()}
+        return {p.name: sum(1 for _entry in p.iterdir()) for p in self.outbox_dir.iterdir() if p.is_dir()}
 
     def rebuild_once(self, limit: int = 500) -> int:
         """Repair what can be repaired now; returns the number of operations completed."""
@@ -325,7 +325,7 @@ class SiteStore:
                                 1
                                 for d in n.disks
                                 if (self.root / "nodes" / n.name / d.name).exists()
-                                for _ in (self.root / "nodes" / n.name / d.name).iterdir()
+                                for _chunk in (self.root / "nodes" / n.name / d.name).iterdir()
                             ),
                         }
                         for n in s.nodes

@@ -71,7 +71,7 @@ def test_planned_check_in_the_lab(lab, scality, tmp_path) -> None:
 
 def test_objects_written_before_a_site_cut_stay_readable_on_the_other_site(lab, scality, tmp_path) -> None:
     inv, sproxyd = scality
-    objects = {secrets.token_hex(20).upper(): os.urandom(1024) for _ in range(5)}
+    objects = {secrets.token_hex(20).upper(): os.urandom(1024) for _i in range(5)}
     for key, data in objects.items():
         assert requests.put(f"{sproxyd['dc1']}/{key}", data=data, timeout=5).status_code == 200
     try:

@@ -226,8 +226,8 @@ def play(emu: Emulator, tmp_path: Path, check: bool = False, **params) -> dict:
         ANSIBLE_NOCOLOR="1",
     )
     cmd = ["ansible-playbook", "-i", "localhost,", "-c", "local", "-e", f"ansible_python_interpreter={sys.executable}"]
-    proc = subprocess.run(  # noqa: PLW1510 - the return code is asserted below
-        [*cmd, *(["--check"] if check else []), str(pb)], env=env, capture_output=True, text=True, cwd=ROOT
+    proc = subprocess.run(
+        [*cmd, *(["--check"] if check else []), str(pb)], check=False, env=env, capture_output=True, text=True, cwd=ROOT
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert PASSWORD not in proc.stdout
@@ -240,7 +240,7 @@ def catalog(emu: Emulator, site: str) -> list[str]:
 
 def put_objects(emu: Emulator, site: str, count: int) -> list[str]:
     keys = []
-    for _ in range(count):
+    for _i in range(count):
         key = secrets.token_hex(20).upper()
         assert requests.put(f"{emu.sproxyd[site]}/{key}", data=os.urandom(256), timeout=5).status_code == 200
         keys.append(key)

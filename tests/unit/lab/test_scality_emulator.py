@@ -133,7 +133,7 @@ def test_connector_faults_5xx_and_423(ring) -> None:
     c = ring.clients["dc1"]
     c.put(f"/proxy/chord/{KEY}", data=b"blob")
     ring.faults.patch({"sproxyd": {"dc1": {"delete_423": 2}}})
-    assert [c.delete(f"/proxy/chord/{KEY}").status_code for _ in range(3)] == [423, 423, 200]
+    assert [c.delete(f"/proxy/chord/{KEY}").status_code for _i in range(3)] == [423, 423, 200]
     ring.faults.patch({"sproxyd": {"dc1": {"status": 502}}})
     assert c.get("/proxy/chord/.conf").status_code == 502
     assert ring.clients["dc2"].get("/proxy/chord/.conf").status_code == 200
