@@ -12,6 +12,7 @@ from ansible_collections.mailops.zimbra_geo.plugins.module_utils._scality import
     verdict,
 )
 from responses import matchers
+from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 
 SUP = "https://supervisor.test"
 API = f"{SUP}/api/v0.1"
@@ -84,6 +85,16 @@ def test_connection_refused_is_unreachable() -> None:
     with pytest.raises(ScalityError) as err:
         client(retries=0).supervisor_status()
     assert err.value.kind == "unreachable"
+
+
+@responses.activate
+def test_a_read_timeout_after_retries_is_a_timeout_not_unreachable() -> None:
+    # What requests raises once urllib3 has spent its read retries on a silent server.
+    reason = ReadTimeoutError(None, f"{API}/status/", "Read timed out.")
+    responses.get(f"{API}/status/", body=requests.exceptions.ConnectionError(MaxRetryError(None, "/", reason)))
+    with pytest.raises(ScalityError, match="no answer within") as err:
+        client(retries=0, timeout=0.5).supervisor_status()
+    assert err.value.kind == "timeout"
 
 
 @responses.activate

@@ -103,11 +103,14 @@ def supervisor(state: dict | None = None, down: bool = False) -> None:
 class Sproxyd:
     """A scripted connector: a dict of objects; optional 5xx, refusal, or 423s on DELETE."""
 
-    def __init__(self, site: str, objects: dict, status: int = 0, refuse: bool = False, locked: int = 0) -> None:
+    def __init__(
+        self, site: str, objects: dict, status: int = 0, refuse: bool = False, locked: int = 0, head_size: int = 0
+    ) -> None:
         self.url = SPX[site]
         self.objects = objects  # shared between sites: the ring stores each object on both
         self.status = status
         self.locked = locked
+        self.head_size = head_size  # a HEAD that lies about the size
         if refuse:
             responses.add(
                 responses.GET,
@@ -136,7 +139,8 @@ class Sproxyd:
         if key not in self.objects:
             return 404, {}, ""
         body, usermd = self.objects[key]
-        headers = {"X-Scal-Usermd": usermd, "Content-Length": str(len(body))}
+        size = self.head_size if request.method == "HEAD" and self.head_size else len(body)
+        headers = {"X-Scal-Usermd": usermd, "Content-Length": str(size)}
         return 200, headers, (b"" if request.method == "HEAD" else body)
 
 
@@ -320,3 +324,14 @@ def test_bad_input_fails_before_any_request(capsys, params, message) -> None:
     r = run(capsys, **params)
     assert r["failed"] and message in r["msg"]
     assert len(responses.calls) == 0
+
+
+@responses.activate
+def test_canary_head_with_the_wrong_size_fails_and_cleans_up(capsys) -> None:
+    supervisor()
+    store: dict = {}
+    Sproxyd("dc1", store, head_size=1), Sproxyd("dc2", store)
+    r = run(capsys)
+    assert not r["canary"]["passed"]
+    assert "HEAD through dc1: size 1, not 4096" in r["canary"]["error"]
+    assert store == {}, "a failed canary must still be deleted"
