@@ -105,13 +105,16 @@ from ansible_test._internal.python_requirements import get_venv_packages
 from ansible_test._internal.host_configs import NativePythonConfig
 pip_version = get_venv_packages(NativePythonConfig(version="%d.%d" % sys.version_info[:2]))["pip"]
 path = pathlib.Path(sys.argv[1]) / f"get_pip_{pip_version.replace('.', '_')}.py"
-if not path.exists():
-    # Same contract as get-pip.py: the arguments are those of 'pip install'.
-    path.write_text(
-        "import ensurepip, subprocess, sys\n"
-        "ensurepip.bootstrap()\n"
-        "subprocess.check_call([sys.executable, '-m', 'pip', 'install', *sys.argv[1:]])\n"
-    )
+# Same contract as get-pip.py: its arguments are those of 'pip install', plus get-pip's own
+# --no-setuptools / --no-wheel, which plain pip does not know.
+path.write_text(
+    "import ensurepip, os, subprocess, sys\n"
+    "ensurepip.bootstrap()\n"
+    "# ensurepip points PIP_CONFIG_FILE at /dev/null; the machine's pip configuration must apply.\n"
+    "os.environ.pop('PIP_CONFIG_FILE', None)\n"
+    "args = [a for a in sys.argv[1:] if a not in ('--no-setuptools', '--no-wheel')]\n"
+    "subprocess.check_call([sys.executable, '-m', 'pip', 'install', *args])\n"
+)
 PY
   log "ansible-test sanity (Python $pyver)"
   (cd "$dest" && ansible-test sanity --venv --python "$pyver" --color no)
