@@ -82,7 +82,7 @@ def status(lab: Lab) -> None:
 @cli.command(context_settings={"ignore_unknown_options": True, "allow_interspersed_args": False})
 @click.argument("argv", nargs=-1, required=True, type=click.UNPROCESSED)
 @click.pass_obj
-def exec(lab: Lab, argv: tuple[str, ...]) -> None:  # noqa: A001 - the command's name
+def exec(lab: Lab, argv: tuple[str, ...]) -> None:
     """Run a command in the controller namespace (where Ansible runs)."""
     lifecycle.ensure_up(lab)
     sys.exit(subprocess.call(["ip", "netns", "exec", lab.ctl_ns, *argv]))

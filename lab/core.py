@@ -52,7 +52,7 @@ class LabError(Exception):
 def sh(argv: list[str], check: bool = True, **kwargs: Any) -> subprocess.CompletedProcess:
     kwargs.setdefault("capture_output", True)
     kwargs.setdefault("text", True)
-    proc = subprocess.run(argv, **kwargs)  # noqa: PLW1510 - checked below with a readable message
+    proc = subprocess.run(argv, **kwargs)
     if check and proc.returncode != 0:
         raise LabError(f"{' '.join(argv)} failed ({proc.returncode}): {(proc.stderr or '').strip()}")
     return proc
@@ -145,8 +145,8 @@ class Host:
     def spawn(self, argv: list[str], name: str, env: dict[str, str] | None = None) -> int:
         """Start a daemon (in the foreground sense) inside the host; its pid goes to a file."""
         self.dir.mkdir(parents=True, exist_ok=True)
-        log = open(self.dir / f"{name}.log", "ab")  # noqa: SIM115 - handed to the child
-        proc = subprocess.Popen(  # noqa: S603
+        log = open(self.dir / f"{name}.log", "ab")
+        proc = subprocess.Popen(
             self.nsenter() + argv,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -368,7 +368,8 @@ class Lab:
             host.mnt_ns.touch()
             host.uts_ns.touch()
             binds = " && ".join(
-                f"mount --bind {etc / f} /etc/{f}" for f in ("hosts", "resolv.conf", "fstab", "passwd", "group", "shadow")
+                f"mount --bind {etc / f} /etc/{f}"
+                for f in ("hosts", "resolv.conf", "fstab", "passwd", "group", "shadow")
             )
             script = (
                 f"umount -l {nsdir} && "

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) zimbra_geo contributors
-# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Action plugin: check, on the controller, that the inventory describes the platform."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 # -*- coding: utf-8 -*-
 # Copyright (c) zimbra_geo contributors
-# GNU General Public License v3.0+ (see LICENSES/GPL-3.0-or-later.txt or https://www.gnu.org/licenses/gpl-3.0.txt)
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The inventory model of a two-site platform, and the check every playbook runs first.
 
 Pure functions over plain data, so the same rules serve the action plugin and the tests.
@@ -60,7 +60,9 @@ def check_inventory(
     for role in ROLE_GROUPS:
         for host in groups.get(role, []):
             if host not in site_of:
-                problems.append("host %s (group %s) belongs to no site: put it in %s" % (host, role, " or ".join(sites)))
+                problems.append(
+                    "host %s (group %s) belongs to no site: put it in %s" % (host, role, " or ".join(sites))
+                )
 
     active = platform.get("zimbra_geo_active_site")
     if active not in sites:
@@ -102,7 +104,9 @@ def _check_ldap(sites: List[str], groups: Mapping[str, List[str]], hostvars: Hos
             )
             continue
         if sid in seen:
-            problems.append("LDAP server ID %d is used by both %s and %s: server IDs must be unique" % (sid, seen[sid], host))
+            problems.append(
+                "LDAP server ID %d is used by both %s and %s: server IDs must be unique" % (sid, seen[sid], host)
+            )
         else:
             seen[sid] = host
         if _missing(hostvars(host).get("zimbra_geo_ldap_uri")):
