@@ -367,7 +367,9 @@ class DnsClient:
                 "tsig",
             ) from None
         except (dns.tsig.BadSignature, dns.tsig.BadTime, dns.message.UnknownTSIGKey, dns.tsig.PeerError) as exc:
-            raise self._error(f"{what}: the answer of {view.where} failed TSIG verification with {key}: {exc}", "tsig") from None
+            raise self._error(
+                f"{what}: the answer of {view.where} failed TSIG verification with {key}: {exc}", "tsig"
+            ) from None
         except dns.exception.Timeout:
             raise self._error(
                 f"{what}: no answer from DNS server {view.where} within {self.timeout:g} s; "
@@ -380,7 +382,9 @@ class DnsClient:
                 "unreachable",
             ) from None
         except OSError as exc:
-            raise self._error(f"{what}: DNS server {view.where} is unreachable: {exc.strerror or exc}", "unreachable") from None
+            raise self._error(
+                f"{what}: DNS server {view.where} is unreachable: {exc.strerror or exc}", "unreachable"
+            ) from None
         except dns.exception.FormError as exc:
             raise self._error(f"{what}: malformed or unsigned answer from {view.where}: {exc}", "protocol") from None
         except dns.exception.DNSException as exc:

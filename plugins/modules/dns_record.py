@@ -164,11 +164,15 @@ views:
       type: dict
       sample: {"ttl": 300, "values": ["127.10.1.41"]}
     after:
-      description: The RRset after (read back from the server unless in check mode), or an empty dict when there is none.
+      description:
+        - The RRset after (read back from the server unless in check mode), or an empty dict when there
+          is none.
       type: dict
       sample: {"ttl": 300, "values": ["127.10.2.41"]}
     verified:
-      description: Whether a signed query after the update found exactly the desired RRset (false in check mode and when nothing was sent).
+      description:
+        - Whether a signed query after the update found exactly the desired RRset (false in check mode
+          and when nothing was sent).
       type: bool
       sample: true
 diff:
@@ -176,12 +180,17 @@ diff:
   returned: when diff mode is on
   type: list
   elements: dict
-  sample: [{"before_header": "mail.example.test. A (view internal)", "before": "", "after": "mail.example.test. 300 IN A 127.10.2.41\n"}]
+  sample:
+    - before_header: "mail.example.test. A (view internal)"
+      after_header: "mail.example.test. A (view internal)"
+      before: ""
+      after: "mail.example.test. 300 IN A 127.10.2.41\n"
 """
 
 from typing import TYPE_CHECKING
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils._dns import (
     DNSPYTHON_IMPORT_ERROR,
     HAS_DNSPYTHON,
@@ -209,7 +218,9 @@ class DnsRecordRunner:
     The client factory is injected so unit tests can prove that check mode sends no update.
     """
 
-    def __init__(self, params: dict, check_mode: bool, diff_mode: bool, client_factory: Callable[[View, float], DnsClient]) -> None:
+    def __init__(
+        self, params: dict, check_mode: bool, diff_mode: bool, client_factory: Callable[[View, float], DnsClient]
+    ) -> None:
         self.params = params
         self.check_mode = check_mode
         self.diff_mode = diff_mode
@@ -238,6 +249,21 @@ class DnsRecordRunner:
         check_distinct_views(views)
         desired = RecordSet(ttl=params["ttl"], values=values) if values is not None else None
         return rdtype, desired, views
+
+    @staticmethod
+    def apply(client: DnsClient, view: View, fqdn: str, rdtype: str, desired: RecordSet | None) -> RecordSet | None:
+        """Send the update, then read the RRset back with a signed query: it must match."""
+        client.update(fqdn, rdtype, desired)
+        after = client.read_rrset(fqdn, rdtype)
+        if after != desired:
+            raise DnsError(
+                f"the server accepted the update but now answers {describe(after)} instead of "
+                f"{describe(desired)} for {fqdn} {rdtype}; another change may have raced this one, "
+                "or the server ignored the update (a CNAME conflicts with other data at the same name)",
+                view=view.name,
+                kind="verify",
+            )
+        return after
 
     def run(self) -> dict:
         rdtype, desired, views = self.validate()
@@ -279,21 +305,12 @@ class DnsRecordRunner:
             verified = False
             if action is not None and not self.check_mode:
                 try:
-                    client.update(fqdn, rdtype, desired)
+                    after = self.apply(client, view, fqdn, rdtype, desired)
                 except DnsError as exc:
                     done = [r["name"] for r in results if r["changed"]]
                     if done:
                         exc.args = (f"{exc} (views already changed: {', '.join(done)}; run again once fixed)",)
                     raise
-                after = client.read_rrset(fqdn, rdtype)
-                if after != desired:
-                    raise DnsError(
-                        f"the server accepted the update but now answers {describe(after)} instead of "
-                        f"{describe(desired)} for {fqdn} {rdtype}; another change may have raced this one, "
-                        "or the server ignored the update (a CNAME conflicts with other data at the same name)",
-                        view=view.name,
-                        kind="verify",
-                    )
                 verified = True
             results.append(
                 {

@@ -2,8 +2,9 @@
 
 The named is the lab's (host ``dns``, 127.10.0.53:53), from the session ``lab`` fixture; with
 ``ZG_DNS_OWN_NAMED=1`` (or without that fixture) this module starts its own named on 127.0.0.1
-with the same two-view layout (each view its own zone file and journal, no rndc channel). Results are checked out of band with
-``dig -y`` signed with each view's key, never with the module under test.
+with the same two-view layout (each view its own zone file and journal, no rndc channel).
+Results are checked out of band with ``dig -y`` signed with each view's key, never with the
+module under test.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ import dns.rcode
 import dns.tsig
 import dns.update
 import pytest
+
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils._dns import (
     DnsClient,
     DnsError,
@@ -189,7 +191,8 @@ class DnsEnv:
             varsfile = self.workdir / f"vars-{uuid.uuid4().hex}.json"
             varsfile.write_text(json.dumps(extra_vars))
             varsfile.chmod(0o600)
-            argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", str(path), "-e", f"@{varsfile}"]
+            argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", str(path)]
+            argv += ["-e", f"@{varsfile}"]
             argv += ["--check"] * check + ["--diff"] * diff
             env = dict(
                 os.environ,
@@ -208,7 +211,8 @@ class DnsEnv:
     def cleanup(self) -> None:
         for label, view in self.views.items():
             client = View.from_params(view)
-            keyring = {dns.name.from_text(client.key_name): dns.tsig.Key(client.key_name, client.key_secret, client.key_algorithm)}
+            key = dns.tsig.Key(client.key_name, client.key_secret, client.key_algorithm)
+            keyring = {dns.name.from_text(client.key_name): key}
             update = dns.update.UpdateMessage(ZONE, keyring=keyring, keyname=dns.name.from_text(client.key_name))
             for name in self.names:
                 update.delete(f"{name}.{ZONE}.")

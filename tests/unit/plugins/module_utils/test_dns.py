@@ -15,6 +15,7 @@ import dns.rrset
 import dns.tsig
 import dns.update
 import pytest
+
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils._dns import (
     DnsClient,
     DnsError,
@@ -56,7 +57,11 @@ def make_view(**overrides) -> View:
     [
         ("A", ["127.10.2.41", " 127.10.1.41 ", "127.10.2.41"], ("127.10.1.41", "127.10.2.41")),
         ("AAAA", ["2001:DB8:0:0::0:1"], ("2001:db8::1",)),
-        ("MX", ["10 mta1.dc1.example.test", "20 mta1.dc2.example.test."], ("10 mta1.dc1.example.test.", "20 mta1.dc2.example.test.")),
+        (
+            "MX",
+            ["10 mta1.dc1.example.test", "20 mta1.dc2.example.test."],
+            ("10 mta1.dc1.example.test.", "20 mta1.dc2.example.test."),
+        ),
         ("CNAME", ["mbox1.dc2.example.test"], ("mbox1.dc2.example.test.",)),
         ("TXT", ["v=spf1 mx -all"], ('"v=spf1 mx -all"',)),
         ("TXT", ['say "hi"'], ('"say \\"hi\\""',)),

@@ -7,6 +7,7 @@ import json
 
 import pytest
 from ansible.module_utils.testing import patch_module_args
+
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils._dns import (
     DnsError,
     RecordSet,
