@@ -89,10 +89,17 @@ run_sanity() {
   # ansible-test wants the collection under ansible_collections/<ns>/<name>: sync a copy.
   local dest="$HOME/.cache/zimbra_geo-sanity/ansible_collections/mailops/zimbra_geo"
   mkdir -p "$dest"
+  # What is checked is what ships (galaxy.yml's build_ignore): the lab, benchmarks, molecule
+  # scenarios and lab-backed tests are not part of the collection; ruff checks them.
+  # One sanity run at a time: runs share ansible-test's virtualenvs.
+  exec 9>"${TMPDIR:-/tmp}/zimbra_geo-sanity.lock"
+  flock 9
   rsync -a --delete \
     --exclude .git --exclude .venv --exclude .build --exclude .collections --exclude .cache \
     --exclude .lab --exclude .ruff_cache --exclude .pytest_cache --exclude tests/output \
-    --exclude '__pycache__' \
+    --exclude '__pycache__' --exclude /lab --exclude /bench --exclude /molecule --exclude /scripts \
+    --exclude /tests/integration --exclude /tests/molecule --exclude /tests/conftest.py \
+    --exclude /inventories/lab \
     "$ROOT/" "$dest/"
   # ansible-test bootstraps pip in its per-test virtualenvs with a script from a host that
   # is not reachable here; an equivalent script that uses ensurepip is seeded into its cache.
