@@ -38,8 +38,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / ".collections"))
 
-from ansible_collections.mailops.zimbra_geo.plugins.module_utils import _ldap
-from ansible_collections.mailops.zimbra_geo.plugins.modules import ldap_replication_info
+from ansible_collections.mailops.zimbra_geo.plugins.module_utils import _ldap  # noqa: E402
+from ansible_collections.mailops.zimbra_geo.plugins.modules import ldap_replication_info  # noqa: E402
 
 SUFFIX = "dc=example,dc=test"
 ADMIN_DN = f"cn=admin,{SUFFIX}"
@@ -279,7 +279,7 @@ def baseline(m: Masters, workdir: Path) -> tuple[int, int]:
     pw.chmod(0o600)
     procs = {}
     for name in NAMES:
-        out = open(workdir / f"{name}.ldif", "wb")  # noqa: SIM115 - closed below
+        out = open(workdir / f"{name}.ldif", "wb")
         procs[name] = (subprocess.Popen(
             ["ldapsearch", "-LLL", "-o", "ldif-wrap=no", "-x", "-ZZ", "-H", m.uri(name), "-D", ADMIN_DN,
              "-y", str(pw), "-b", SUFFIX, "-E", "pr=1000/noprompt", "(objectClass=*)", "*",

@@ -264,6 +264,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils._ldap import (
     HAS_LDAP3,
     LDAP3_IMPORT_ERROR,
@@ -324,9 +325,11 @@ def check_peer_ids(params: dict[str, Any], factory: Callable[..., Any]) -> list[
             return own_server_id(entry.get("olcServerID", []), peer["uri"])
 
     warnings = []
-    for peer, found in zip(peers, concurrently(read, peers)):
+    found_ids = concurrently(read, peers)
+    for i, peer in enumerate(peers):
+        found = found_ids[i]
         if isinstance(found, LdapError):
-            warnings.append("server ID check skipped for {}: {}".format(peer["uri"], found))
+            warnings.append(f"server ID check skipped for {peer['uri']}: {found}")
         elif found == params["server_id"]:
             raise LdapError(f"server ID {found} is already used by {peer['uri']}",
                             reason="duplicate_server_id")

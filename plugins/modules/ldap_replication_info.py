@@ -283,6 +283,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils._ldap import (
     HAS_LDAP3,
     LDAP3_IMPORT_ERROR,
@@ -371,9 +372,10 @@ def run(module: AnsibleModule, factory: Callable[..., Any] = LdapClient,
                     problems.append("canary written on {} failed: {}".format(rnd["writer"], rnd["error"]))
                 late = sorted(n for n, ms in rnd["propagation_ms"].items() if ms is None)
                 if late:
-                    problems.append("canary written on {} did not reach {} within {} s".format(rnd["writer"], ", ".join(late), p["canary_timeout"]))
+                    problems.append(f"canary written on {rnd['writer']} did not reach {', '.join(late)} "
+                                    f"within {p['canary_timeout']} s")
                 elif not rnd.get("cleaned_up") and not rnd.get("error"):
-                    problems.append("canary {} written on {} was not removed everywhere".format(rnd["dn"], rnd["writer"]))
+                    problems.append(f"canary {rnd['dn']} written on {rnd['writer']} was not removed everywhere")
         audit: dict[str, Any] = {"ran": False}
         if p["audit"]:
             binary = ldapsearch if ldapsearch is not None else shutil.which("ldapsearch")

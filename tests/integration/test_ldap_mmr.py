@@ -3,8 +3,9 @@
 The masters are the lab's (``dc1-ldap1`` .. ``dc2-ldap2``) when the session ``lab`` fixture
 exists (unless ``ZG_LDAP_OWN_SLAPD`` is set); otherwise this module starts four bare slapd of
 its own on 127.0.0.1 (one port each, TLS with a throw-away CA, ``cn=config`` and the database
-laid out as in the lab, only the first one seeded) and skips the site-cut test. The modules run through ``ansible-playbook`` on the controller with
-``delegate_to: localhost``, reading the lab's inventory variables. Results are checked out of
+laid out as in the lab, only the first one seeded) and skips the site-cut test. The modules run
+through ``ansible-playbook`` on the controller with ``delegate_to: localhost``, reading the lab's
+inventory variables. Results are checked out of
 band with ``ldapsearch`` (OpenLDAP's own client), never with the module under test.
 
 The tests of one module build on each other (bare -> refusals -> build -> converge -> faults):
@@ -259,7 +260,7 @@ class LdapEnv:
         self.uris = {n: self.hostvars[n]["zimbra_geo_ldap_uri"] for n in NAMES}
         self.masters = [{"server_id": self.hostvars[n]["zimbra_geo_ldap_server_id"], "uri": self.uris[n]}
                         for n in NAMES]
-        self.named_masters = [dict(m, name=n) for n, m in zip(NAMES, self.masters)]
+        self.named_masters = [dict(m, name=n) for n, m in zip(NAMES, self.masters, strict=True)]
 
     # -- out-of-band reads and writes (OpenLDAP's own tools) ---------------------------------
     def ldap(self, tool: str, name: str, args: list, config: bool = False, stdin: str | None = None,
@@ -363,7 +364,8 @@ class LdapEnv:
             {tasks}
                 - name: Save the results
                   ansible.builtin.copy:
-                    content: "{{{{ dict(ansible_play_hosts_all | zip(ansible_play_hosts_all | map('extract', hostvars, 'results'))) | to_json }}}}"
+                    content: "{{{{ dict(ansible_play_hosts_all | zip(ansible_play_hosts_all
+                      | map('extract', hostvars, 'results'))) | to_json }}}}"
                     dest: {out}
                     mode: "0600"
                   delegate_to: localhost
@@ -566,6 +568,18 @@ def test_build_converges_and_a_second_run_changes_nothing(env):
     assert all(not again[n][0]["changed"] and again[n][0]["operations"] == [] for n in NAMES)
     # check mode on the built set predicts no change either
     assert all(not r[0]["changed"] for r in env.play(MMR_TASK, check=True).values())
+
+
+def test_a_server_id_already_carried_by_another_master_is_refused(env):
+    one, two = NAMES[0], NAMES[1]
+    before = config_of(env, one)
+    # the inventory swapped by mistake: dc1-ldap1 would take the ID dc1-ldap2 already has
+    swapped = [dict(m, server_id={1: 2, 2: 1}.get(m["server_id"], m["server_id"])) for m in env.masters]
+    extra = {"zg_masters": swapped, "zg_server_id": 2, "zg_ignore_errors": True}
+    (r,) = env.play(MMR_TASK, extra=extra, hosts=one)[one]
+    assert r["failed"] and r["reason"] == "duplicate_server_id", r
+    assert f"server ID 2 is already used by {env.uris[two]}" in r["msg"]
+    assert config_of(env, one) == before
 
 
 def test_a_write_on_any_master_appears_on_the_other_three(env):
