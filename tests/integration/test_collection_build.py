@@ -1,0 +1,56 @@
+"""The collection builds into an artifact that installs, and whose modules resolve by FQCN."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+
+
+def test_build_install_and_resolve(tmp_path):
+    galaxy = yaml.safe_load((REPO / "galaxy.yml").read_text())
+    build = subprocess.run(
+        [str(BIN / "ansible-galaxy"), "collection", "build", str(REPO), "--output-path", str(tmp_path)],
+        capture_output=True, text=True,
+    )
+    assert build.returncode == 0, build.stderr
+    artifact = tmp_path / f"mailops-zimbra_geo-{galaxy['version']}.tar.gz"
+    assert artifact.exists()
+    with tarfile.open(artifact) as tar:
+        names = tar.getnames()
+    # What the lab and the tests need stays out of the artifact.
+    assert not [n for n in names if n.startswith(("lab/", "bench/", "tests/integration", "molecule/", ".venv"))]
+    assert "plugins/action/inventory_check.py" in names
+
+    dest = tmp_path / "collections"
+    # Away from the repository's ansible.cfg, which points at the working tree.
+    env = {**os.environ, "ANSIBLE_COLLECTIONS_PATH": str(dest)}
+    env.pop("ANSIBLE_CONFIG", None)
+    install = subprocess.run(
+        [str(BIN / "ansible-galaxy"), "collection", "install", "--offline", "--no-deps", "-p", str(dest),
+         str(artifact)],
+        capture_output=True, text=True, env=env, cwd=tmp_path,
+    )
+    assert install.returncode == 0, install.stderr
+    assert (dest / "ansible_collections" / "mailops" / "zimbra_geo" / "MANIFEST.json").exists(), install.stdout
+    listed = subprocess.run([str(BIN / "ansible-doc"), "-l", "mailops.zimbra_geo", "--json"],
+                            capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert listed.returncode == 0, listed.stderr
+    modules = json.loads(listed.stdout)
+    runtime = yaml.safe_load((REPO / "meta" / "runtime.yml").read_text())
+    group = runtime["action_groups"]["zimbra_geo"]
+    for name in ["inventory_check", *group]:
+        assert f"mailops.zimbra_geo.{name}" in modules, name
+    # The installed copy is the one resolved, not the working tree.
+    doc = subprocess.run([str(BIN / "ansible-doc"), "mailops.zimbra_geo.inventory_check", "--json"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path)
+    assert doc.returncode == 0, doc.stderr
+    assert str(dest) in json.loads(doc.stdout)["mailops.zimbra_geo.inventory_check"]["doc"]["filename"]
