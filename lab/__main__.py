@@ -145,6 +145,26 @@ def start(lab: Lab, target: str) -> None:
     _progress(lifecycle.fault_start(lab, target))
 
 
+def _component_fault(service: str):
+    """`lab fault <component> ACTION ARGS`: hand over to the emulator's own fault switchboard."""
+
+    @click.argument("args", nargs=-1, type=click.UNPROCESSED)
+    @click.pass_obj
+    def command(lab: Lab, args: tuple[str, ...]) -> None:
+        lifecycle.ensure_up(lab)
+        from lab import services
+
+        sys.exit(services.get(service).fault(lab, list(args)))
+
+    return command
+
+
+fault.command("scality", context_settings={"ignore_unknown_options": True},
+              help="Scality faults: site-down, node-down, disk-out, supervisor-unreachable, sproxyd-error, "
+                   "sproxyd-slow, delete-423, backlog, heal, show (see `lab fault scality -- --help`).")(
+    _component_fault("scality_sproxyd"))
+
+
 @cli.command()
 @click.pass_obj
 def demo(lab: Lab) -> None:

@@ -49,6 +49,9 @@ class Named(Service):
             f"imap IN A {addr(proxy)}",
         ]
         if view == "internal":
+            # The mailbox service names follow the active site (mbox1 -> <active>-mbox1).
+            for h in lab.hosts_with("mailbox", active):
+                lines.append(f"{h.name.split('-', 1)[1]} IN A {h.address}")
             for h in lab.hosts.values():
                 if h.site != "core":
                     lines.append(f"{h.name} IN A {h.address}")

@@ -123,6 +123,14 @@ olcAccess: {{1}}to * by dn.exact={peercred} manage by users read by * none
                 f"dn: uid={uid},ou=people,{suffix}\nobjectClass: inetOrgPerson\nuid: {uid}\n"
                 f"cn: User {i}\nsn: {i}\nmail: {uid}@{domain}\n"
             )
+        # Components that need directory entries from the start (the Zimbra hosts' server
+        # entries) provide them with a ``directory_entries(lab)`` hook.
+        from lab import services
+
+        for name in sorted({n for h in lab.hosts.values() for n in h.services}):
+            hook = getattr(services.get(name), "directory_entries", None)
+            if hook:
+                parts.append(hook(lab))
         return "\n".join(parts)
 
     def start(self, lab: "Lab", host: "Host") -> None:

@@ -111,7 +111,9 @@ def write_inventory(lab: Lab) -> Path:
         for h in lab.ssh_hosts():
             if h.site != site:
                 continue
-            hv: dict[str, Any] = {"ansible_host": h.address}
+            # Per host, not in group_vars/all: the implicit localhost (where API modules
+            # run) must keep the controller's Python, which has the client libraries.
+            hv: dict[str, Any] = {"ansible_host": h.address, "ansible_python_interpreter": "/usr/bin/python3"}
             for name in h.services:
                 hv.update(services.get(name).inventory_vars(lab, h))
             if "mailbox" in h.roles:
@@ -132,7 +134,6 @@ def write_inventory(lab: Lab) -> Path:
     suffix = lab.topology["ldap_suffix"]
     connection = {
         "ansible_user": "root",
-        "ansible_python_interpreter": "/usr/bin/python3",
         "ansible_ssh_private_key_file": str(ssh / "id_ed25519"),
         # ServerAlive: with ControlPersist, a cut link would otherwise hang a run forever.
         "ansible_ssh_common_args": (
@@ -226,9 +227,7 @@ def heal(lab: Lab) -> None:
         if not lab.host_link_up(host):
             lab.set_host_link(host, True)
         for name in host.services:
-            svc = services.get(name)
-            if not svc.running(lab, host):
-                svc.start(lab, host)
+            services.get(name).heal(lab, host)
 
 
 def resolve_target(lab: Lab, target: str) -> tuple[Host, str | None]:

@@ -47,6 +47,11 @@ class Service:
             return False, f"no answer on {host.address}:{self.port}"
         return True, f"answers on {host.address}:{self.port}" if self.port else "running"
 
+    def heal(self, lab: "Lab", host: "Host") -> None:
+        """Clear this service's faults (default: start it if it was stopped)."""
+        if not self.running(lab, host):
+            self.start(lab, host)
+
     def reset(self, lab: "Lab", host: "Host") -> None:
         """Back to the initial state (default: restart if it was stopped)."""
         if not self.running(lab, host):

@@ -111,6 +111,18 @@ class SproxydService(Service):
             return False, f"no answer on {url}: {exc}"
         return status == 200, f"{url} answers {status}" + ("" if status == 200 else f": {body.strip()}")
 
+    def heal(self, lab: Lab, host: Host) -> None:
+        """Emulated faults cleared (the objects stay), the process started if it was stopped."""
+        FaultStore(state_dir(lab)).heal()
+        super().heal(lab, host)
+
+    @staticmethod
+    def fault(lab: Lab, args: list[str]) -> int:
+        """`lab fault scality ACTION ARGS`: the emulator's own fault switchboard."""
+        import subprocess
+
+        return subprocess.call([*_python(lab)[:-2], "fault", "--state-dir", str(state_dir(lab)), *args])
+
     def reset(self, lab: Lab, host: Host) -> None:
         """Faults healed, the site's objects wiped."""
         FaultStore(state_dir(lab)).heal()

@@ -178,6 +178,11 @@ def _run(host: Any, argv: list[str], **kw: Any) -> subprocess.CompletedProcess:
 class ZimbraService(Service):
     name = "zimbra"
 
+    @staticmethod
+    def directory_entries(lab: Any) -> str:
+        """Seeded on the first master with the example directory (see lab.ldap)."""
+        return server_entries_ldif(lab)
+
     def prepare(self, lab: Any, host: Any) -> None:
         """Install the stand-in (user zimbra, /opt/zimbra) with this lab's configuration."""
         cfg = standin_config(lab, host)
