@@ -305,7 +305,7 @@ def cpu_seconds() -> float:
 def timed(func, repeat: int):
     """Median and best wall time, median client CPU, and the last result."""
     times, cpus, result = [], [], None
-    for _ in range(repeat):
+    for _round in range(repeat):
         cpu, started = cpu_seconds(), time.perf_counter()
         result = func()
         times.append(time.perf_counter() - started)
@@ -314,7 +314,7 @@ def timed(func, repeat: int):
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--entries", type=int, default=100_000)
     parser.add_argument("--entry-size", choices=["account", "small"], default="account",
                         help="account: ~1.5 KB, ~35 values per entry; small: ~0.3 KB, 8 values")

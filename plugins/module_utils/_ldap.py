@@ -112,7 +112,7 @@ def parse_csn(value: str) -> Csn:
         stamp, count, sid, mod = value.strip().split("#")
         if not stamp.endswith("Z"):
             raise ValueError("no Z")
-        whole, _, frac = stamp[:-1].partition(".")
+        whole, _dot, frac = stamp[:-1].partition(".")
         if len(whole) != 14 or not whole.isdigit():
             raise ValueError("bad timestamp")
         seconds = calendar.timegm(
@@ -454,7 +454,7 @@ def split_ordered(value: str) -> tuple[int | None, str]:
 
 def parse_syncrepl(value: str) -> dict[str, str]:
     """An olcSyncrepl value as ``{key: value}`` (quotes removed, index prefix dropped)."""
-    _, text = split_ordered(value)
+    text = split_ordered(value)[1]
     lexer = shlex.shlex(text, posix=True)
     lexer.whitespace_split = True
     lexer.commenters = ""
@@ -604,7 +604,7 @@ def parse_server_ids(values: list[str]) -> list[tuple[int, str | None]]:
     """``olcServerID`` values: ``'1'``, ``'0x1'`` or ``'1 ldap://host/'`` (index prefix allowed)."""
     result = []
     for value in values:
-        _, text = split_ordered(value)
+        text = split_ordered(value)[1]
         parts = text.split()
         if not parts:
             continue
@@ -656,7 +656,7 @@ def read_mmr_state(client: LdapClient, suffix: str, own_uri: str | None = None) 
             break
     loaded = any(
         "syncprov" in split_ordered(v)[1].lower()
-        for _, attrs in modules for v in attrs.get("olcModuleLoad", [])
+        for _dn, attrs in modules for v in attrs.get("olcModuleLoad", [])
     )
     mp_attr = None
     mp_value = False
@@ -668,14 +668,14 @@ def read_mmr_state(client: LdapClient, suffix: str, own_uri: str | None = None) 
             break
     agreements = []
     for value in db_attrs.get("olcSyncrepl", []):
-        index, _ = split_ordered(value)
+        index = split_ordered(value)[0]
         agreements.append({"index": index, "raw": value, "params": parse_syncrepl(value)})
     agreements.sort(key=lambda a: (a["index"] is None, a["index"]))
     server_ids = config.get("olcServerID", [])
     return {
         "server_id_values": server_ids,
         "server_id": own_server_id(server_ids, own_uri),
-        "module_entries": [dn for dn, _ in modules],
+        "module_entries": [dn for dn, _attrs in modules],
         "syncprov_loaded": loaded or overlay is not None,
         "database": db_dn,
         "overlay": overlay,
@@ -840,7 +840,7 @@ def run_canary(
         others = [n for n in names if n != writer]
         record: dict[str, Any] = {"writer": writer, "dn": dn, "propagation_ms": {}, "error": None}
         try:
-            clients[writer].add(dn, {"objectClass": ["device"], "cn": dn.split(",")[0][3:],
+            clients[writer].add(dn, {"objectClass": ["device"], "cn": dn.split(",", 1)[0][3:],
                                      "description": "zimbra_geo canary"})
         except LdapError as exc:
             record["error"] = str(exc)
@@ -1056,4 +1056,3 @@ def audit_masters(
     report["in_sync"] = report["in_sync"] and not errors
     report["seconds"] = round(time.monotonic() - started, 3)
     return report
-

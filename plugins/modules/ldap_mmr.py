@@ -10,7 +10,7 @@ short_description: Make one OpenLDAP master part of an N-way multi-provider set
 version_added: 0.1.0
 description:
   - Configures, on C(cn=config) of one OpenLDAP server, everything that server needs to be one
-    master of an N-way multi-provider (multi-master) set replicating the database of O(suffix):
+    master of an N-way multi-provider (multi-master) set replicating the database of O(suffix) -
     its server ID, the C(syncprov) module and overlay, one C(olcSyncrepl) agreement per other
     master, and multi-provider mode.
   - Writes in the order slapd accepts them at run time. Load C(syncprov), set C(olcServerID)
@@ -27,7 +27,7 @@ description:
     master, a set of masters that does not include this one, and a server without the database.
   - Every agreement uses O(masters[].server_id) of its provider as its C(rid).
 author:
-  - zimbra_geo maintainers
+  - zimbra_geo maintainers (@mailops)
 extends_documentation_fragment:
   - mailops.zimbra_geo.ldap
 attributes:
@@ -154,7 +154,7 @@ options:
     type: bool
     default: true
 notes:
-  - C(cn=config) is not replicated: run the module once for each master.
+  - C(cn=config) is not replicated, so the module runs once for each master.
   - After the build, wait for convergence with M(mailops.zimbra_geo.ldap_replication_info)
     (a fresh master may take minutes to receive a large directory).
 seealso:
@@ -162,17 +162,23 @@ seealso:
 """
 
 EXAMPLES = r"""
+- name: List the masters of the set from the inventory
+  ansible.builtin.set_fact:
+    ldap_masters: >-
+      {{ ldap_masters | default([]) + [{'server_id': hostvars[item].zimbra_geo_ldap_server_id,
+                                        'uri': hostvars[item].zimbra_geo_ldap_uri}] }}
+  loop: "{{ groups['ldap_masters'] }}"
+  run_once: true
+
 - name: Make every LDAP master part of the 4-way set
   mailops.zimbra_geo.ldap_mmr:
-    server_uri: "ldap://{{ ansible_host }}/"
+    server_uri: "{{ zimbra_geo_ldap_uri }}"
     bind_dn: cn=config
     bind_pw: "{{ zimbra_geo_ldap_config_password }}"
     ca_path: "{{ zimbra_geo_ca_path }}"
     server_id: "{{ zimbra_geo_ldap_server_id }}"
     suffix: "{{ zimbra_geo_ldap_suffix }}"
-    masters: >-
-      {{ groups['ldap'] | map('extract', hostvars)
-         | json_query('[].{server_id: zimbra_geo_ldap_server_id, uri: zimbra_geo_ldap_uri}') }}
+    masters: "{{ ldap_masters }}"
     replication:
       bind_dn: "{{ zimbra_geo_ldap_admin_dn }}"
       credentials: "{{ zimbra_geo_ldap_admin_password }}"

@@ -24,7 +24,7 @@ description:
     entry, paged) and reports entries missing on a master or different between masters, with
     counts and the first differences.
 author:
-  - zimbra_geo maintainers
+  - zimbra_geo maintainers (@mailops)
 extends_documentation_fragment:
   - mailops.zimbra_geo.ldap
 attributes:
@@ -33,6 +33,7 @@ attributes:
     description: Everything runs except the canary, which writes.
   diff_mode:
     support: none
+    description: It changes nothing, so there is nothing to show.
 options:
   masters:
     description:
@@ -354,7 +355,7 @@ def run(module: AnsibleModule, factory: Callable[..., Any] = LdapClient,
     reports = concurrently(lambda m: probe(m, p, factory), masters)
     try:
         table = lag_table({r["name"]: (r.get("csns") if r["reachable"] else None) for r in reports})
-        _, problems = replication_verdict(reports, table, p["max_lag"])
+        problems = replication_verdict(reports, table, p["max_lag"])[1]
         for report in reports:
             lags = {format_sid(sid): row["lag"][report["name"]]
                     for sid, row in table.items() if report["name"] in row["lag"]}

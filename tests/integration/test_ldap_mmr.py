@@ -294,7 +294,7 @@ class LdapEnv:
                 continue
             entry: dict = {}
             for line in block.splitlines():
-                key, _, value = line.partition(": ")
+                key, _sep, value = line.partition(": ")
                 entry.setdefault(key.rstrip(":"), []).append(value)
             entries.append(entry)
         return entries
@@ -307,7 +307,7 @@ class LdapEnv:
         return {e["dn"][0].lower() for e in self.search(name, self.suffix, attrs=("1.1",), via=via)}
 
     def add(self, name: str, dn: str, description: str = "x", via: str | None = None) -> None:
-        cn = dn.split(",")[0].split("=")[1]
+        cn = dn.split(",", 1)[0].split("=", 1)[1]
         self.ldap("ldapadd", name, [], via=via,
                   stdin=f"dn: {dn}\nobjectClass: device\ncn: {cn}\ndescription: {description}\n")
 
@@ -649,7 +649,7 @@ def test_the_audit_finds_entries_made_different_by_hand(env):
         mod.write_text(f"dn: {changed_dn}\nchangetype: modify\nreplace: description\ndescription: by hand\n")
         env.offline(victim, ["slapmodify", "-b", env.suffix, "-l", str(mod)])
         add = env.workdir / "add.ldif"
-        add.write_text(f"dn: {ghost}\nobjectClass: device\ncn: {ghost.split(',')[0][3:]}\n"
+        add.write_text(f"dn: {ghost}\nobjectClass: device\ncn: {ghost.split(',', 1)[0][3:]}\n"
                        f"entryUUID: {uuid.uuid4()}\nentryCSN: 20200101000000.000000Z#000000#{sid:03x}#000000\n")
         env.offline(victim, ["slapadd", "-b", env.suffix, "-l", str(add)])
         mod.unlink()
@@ -721,7 +721,7 @@ def test_cutting_the_sites_apart_grows_lag_across_sites_only_and_healing_converg
     finally:
         env.lab.cli("fault", "heal")
     wait_for(env.converged, 60, "convergence after healing the link")
-    assert all(dn.lower() in env.dns(n) for n in NAMES for _, dn in written)
+    assert all(dn.lower() in env.dns(n) for n in NAMES for _writer, dn in written)
     for name, dn in written:
         env.delete(name, dn)
     wait_for(env.converged, 30, "the clean-up to converge")

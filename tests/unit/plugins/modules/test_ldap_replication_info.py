@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils._ldap import LdapError
 from ansible_collections.mailops.zimbra_geo.plugins.modules import ldap_replication_info
 
@@ -84,7 +85,7 @@ def test_converged_set_is_healthy_and_nothing_changes():
 
 def test_a_down_master_is_named_and_the_others_lag_still_computed():
     contexts = {"dc1-ldap1": [csn(30, 1)], "dc1-ldap2": [csn(30, 1)], "dc2-ldap1": [csn(12, 1)]}
-    _, factory = cluster(contexts, down={"dc2-ldap2"})
+    factory = cluster(contexts, down={"dc2-ldap2"})[1]
     result = ldap_replication_info.run(FakeModule(params(max_lag=5)), factory)
     assert not result["healthy"]
     down = [m for m in result["masters"] if not m["reachable"]]
@@ -121,14 +122,14 @@ def test_canary_skips_a_down_master():
 
 
 def test_audit_engine_ldapsearch_without_the_program_is_a_clear_error():
-    _, factory = cluster({n: [csn(1, 1)] for n in NAMES})
+    factory = cluster({n: [csn(1, 1)] for n in NAMES})[1]
     p = params(audit=True, audit_engine="ldapsearch")
     with pytest.raises(LdapError, match="ldap-utils"):
         ldap_replication_info.run(FakeModule(p), factory, ldapsearch="")
 
 
 def test_duplicate_master_names_are_refused():
-    _, factory = cluster({})
+    factory = cluster({})[1]
     p = params(masters=[{"name": "a", "uri": "ldap://x/"}, {"name": "a", "uri": "ldap://y/"}])
     with pytest.raises(LdapError, match="unique"):
         ldap_replication_info.run(FakeModule(p), factory)
