@@ -290,7 +290,7 @@ def baseline(m: Masters, workdir: Path) -> tuple[int, int]:
     dumps = {}
     for name in NAMES:
         blocks = (workdir / f"{name}.ldif").read_text().split("\n\n")
-        dumps[name] = sorted(b.strip() for b in blocks if b.strip())
+        dumps[name] = sorted(b.strip() for b in blocks if b.startswith("dn:") or b.startswith("\ndn:"))
     first = dumps[NAMES[0]]
     differing = sum(len(set(first).symmetric_difference(dumps[n])) for n in NAMES[1:])
     return len(first), differing

@@ -174,10 +174,11 @@ masters:
       description: Its server ID when given.
       type: int
     reachable:
-      description: Whether it answered.
+      description: Whether it answered (a master that answers without the suffix entry, such as
+        a fresh master before its first refresh, is reachable with RV(masters[].error) set).
       type: bool
     error:
-      description: Why it did not answer.
+      description: Why it did not answer, or what it lacks.
       type: str
     reason:
       description: Short cause (C(unreachable), C(tls), C(invalid_credentials), ...).
@@ -328,19 +329,26 @@ def probe(master: dict[str, Any], params: dict[str, Any], factory: Callable[...,
     """Connect, bind and read contextCSN on one master; failures become data, not errors."""
     started = time.monotonic()
     report: dict[str, Any] = {"name": master["name"], "uri": master["uri"],
-                                  "server_id": master.get("server_id"), "reachable": False,
-                                  "error": None, "reason": None, "context_csn": [], "client": None}
-    client = factory(master["uri"], **connection_params(params))
+                              "server_id": master.get("server_id"), "reachable": False,
+                              "error": None, "reason": None, "context_csn": [], "client": None}
+    client = None
     try:
+        client = factory(master["uri"], **connection_params(params))
         client.open()
+        report["reachable"] = True
         report["context_csn"] = read_context_csn(client, params["suffix"])
         report["csns"] = csn_by_sid(report["context_csn"])
-        report["reachable"] = True
         report["client"] = client
     except LdapError as exc:
-        client.close()
+        if client is not None:
+            client.close()
         report["error"] = str(exc)
         report["reason"] = exc.reason
+        if exc.reason == "no_suffix":
+            # it answers but holds nothing yet (a fresh master before its first refresh)
+            report["csns"] = {}
+        else:
+            report["reachable"] = False
     report["read_ms"] = round((time.monotonic() - started) * 1000.0, 3)
     return report
 
@@ -356,6 +364,7 @@ def run(module: AnsibleModule, factory: Callable[..., Any] = LdapClient,
     try:
         table = lag_table({r["name"]: (r.get("csns") if r["reachable"] else None) for r in reports})
         problems = replication_verdict(reports, table, p["max_lag"])[1]
+        problems[:0] = [f"{r['name']} answers but {r['error']}" for r in reports if r["reachable"] and r["error"]]
         for report in reports:
             lags = {format_sid(sid): row["lag"][report["name"]]
                     for sid, row in table.items() if report["name"] in row["lag"]}

@@ -95,6 +95,32 @@ def test_a_down_master_is_named_and_the_others_lag_still_computed():
     assert any(p.startswith("dc2-ldap1 lags 18.000 s") for p in result["problems"])
 
 
+def test_a_master_without_the_suffix_entry_answers_but_is_not_in_sync():
+    masters, factory = cluster({n: [csn(10, 1)] for n in NAMES[:3]})
+    empty = masters["ldap://dc2-ldap2/"]
+    empty.read = lambda dn, attributes=None: None
+    result = ldap_replication_info.run(FakeModule(params()), factory)
+    report = result["masters"][3]
+    assert report["reachable"] and report["reason"] == "no_suffix" and not report["in_sync"]
+    assert result["server_ids"]["001"]["lag"]["dc2-ldap2"] is None
+    assert not result["healthy"]
+    assert result["problems"][0].startswith("dc2-ldap2 answers but")
+    assert "dc2-ldap2 has no change of server ID 001" in result["problems"][1]
+
+
+def test_an_unusable_uri_is_reported_for_that_master_only():
+    masters, factory = cluster({n: [csn(10, 1)] for n in NAMES})
+
+    def picky(uri, **conn):
+        if uri.endswith("dc2-ldap2/"):
+            raise LdapError("unsupported URI scheme 'http'", uri, "bad_input")
+        return factory(uri, **conn)
+
+    result = ldap_replication_info.run(FakeModule(params()), picky)
+    assert [m["reachable"] for m in result["masters"]] == [True, True, True, False]
+    assert result["masters"][3]["reason"] == "bad_input"
+
+
 def test_check_mode_skips_the_canary_and_writes_nothing():
     masters, factory = cluster({n: [csn(1, 1)] for n in NAMES})
     result = ldap_replication_info.run(FakeModule(params(canary=True), check_mode=True), factory)
