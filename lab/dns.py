@@ -137,6 +137,7 @@ controls {{ inet {host.address} port 953 allow {{ any; }} keys {{ rndc-key; }}; 
         host = lab.hosts["dns"]
         return {
             v: {
+                "name": v,
                 "server": host.address,
                 "port": 53,
                 "zone": lab.topology["domain"],
