@@ -94,11 +94,11 @@ run_sanity() {
   # One sanity run at a time: runs share ansible-test's virtualenvs.
   exec 9>"${TMPDIR:-/tmp}/zimbra_geo-sanity.lock"
   flock 9
-  rsync -a --delete \
+  rsync -a --delete --delete-excluded \
     --exclude .git --exclude .venv --exclude .build --exclude .collections --exclude .cache \
     --exclude .lab --exclude .ruff_cache --exclude .pytest_cache --exclude tests/output \
     --exclude '__pycache__' --exclude /lab --exclude /bench --exclude /molecule --exclude /scripts \
-    --exclude /tests/integration --exclude /tests/molecule --exclude /tests/conftest.py \
+    --exclude /tests/integration --exclude /tests/molecule --exclude /tests/unit/lab --exclude /tests/conftest.py \
     --exclude /inventories/lab \
     "$ROOT/" "$dest/"
   # ansible-test bootstraps pip in its per-test virtualenvs with a script from a host that

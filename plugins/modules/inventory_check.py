@@ -36,6 +36,10 @@ attributes:
     support: none
   action:
     support: full
+  async:
+    support: none
+  bypass_host_loop:
+    support: none
 notes:
   - Never changes anything; runs once on the controller.
 extends_documentation_fragment:

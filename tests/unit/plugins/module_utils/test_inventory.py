@@ -9,7 +9,7 @@ import pytest
 
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils._inventory import check_inventory
 
-ALL = ["ldap", "ontap", "scality", "dns"]
+ALL = ("ldap", "ontap", "scality", "dns")
 
 
 def valid() -> dict[str, Any]:
@@ -46,9 +46,9 @@ def valid() -> dict[str, Any]:
     return {"sites": ["dc1", "dc2"], "groups": groups, "hosts": hosts, "platform": platform}
 
 
-def run(model: dict[str, Any], require: list[str] = ALL) -> list[str]:
+def run(model: dict[str, Any], require: tuple[str, ...] = ALL) -> list[str]:
     return check_inventory(model["sites"], model["groups"], lambda h: model["hosts"].get(h, {}),
-                           model["platform"], require)
+                           model["platform"], list(require))
 
 
 def test_a_valid_inventory_has_no_problem():
