@@ -119,6 +119,7 @@ def write_inventory(lab: Lab) -> Path:
             if "mailbox" in h.roles:
                 other = [s for s in lab.sites if s != site][0]
                 hv["zimbra_geo_mailbox_peer"] = h.name.replace(site, other, 1)
+                hv["zimbra_geo_mailbox_volumes"] = mailbox_volumes(lab, h)
             site_hosts[h.name] = hv
         children[site] = {"hosts": site_hosts}
     for role in roles:
@@ -168,6 +169,25 @@ def write_inventory(lab: Lab) -> Path:
     for f in gv.rglob("*.yml"):
         f.chmod(0o600)
     return inv
+
+
+def mailbox_volumes(lab: Lab, host: Host) -> list[dict[str, Any]]:
+    """The SAN volumes of a mailbox server and where it mounts them.
+
+    In the lab a volume is a directory of the ONTAP emulator, bind-mounted; on a real platform
+    ``src`` is the LUN's multipath device and ``fstype`` its file system.
+    """
+    short = host.name.split("-", 1)[1]
+    clusters: dict[str, Any] = {}
+    for h in lab.hosts.values():
+        if "ontap" in h.services:
+            clusters.update(services.get("ontap").inventory_vars(lab, h).get("zimbra_geo_ontap_clusters", {}))
+    data_dir = clusters.get(host.site, {}).get("data_dir", str(lab.dir / "san" / f"{host.site}-ontap"))
+    return [
+        {"name": name, "volume": f"{short}_{name}", "path": f"/opt/zimbra/{name}",
+         "src": f"{data_dir}/{short}_{name}", "fstype": "none", "opts": "bind"}
+        for name in ("db", "index")
+    ]
 
 
 def site_vars(lab: Lab, site: str) -> dict[str, Any]:
