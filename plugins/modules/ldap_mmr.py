@@ -307,7 +307,7 @@ def argument_spec() -> dict[str, Any]:
             "start_tls": {"type": "bool", "default": True},
             "tls_cacert": {"type": "path"},
             "tls_reqcert": {"type": "str", "default": "demand",
-                             "choices": ["demand", "hard", "try", "allow", "never"]},
+                            "choices": ["demand", "hard", "try", "allow", "never"]},
             "tls_cert": {"type": "path"},
             "tls_key": {"type": "path", "no_log": False},
             "retry": {"type": "str", "default": "1 60 10 +"},

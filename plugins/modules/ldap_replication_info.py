@@ -408,7 +408,7 @@ def run(module: AnsibleModule, factory: Callable[..., Any] = LdapClient,
     server_ids = {format_sid(sid): {"newest": row["newest"].raw, "lag": row["lag"]}
                   for sid, row in table.items()}
     return {"changed": False, "healthy": not problems, "problems": problems, "masters": reports,
-                "server_ids": server_ids, "canary": canary, "audit": audit}
+            "server_ids": server_ids, "canary": canary, "audit": audit}
 
 
 def main() -> None:

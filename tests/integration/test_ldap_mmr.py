@@ -667,8 +667,8 @@ def test_the_audit_finds_entries_made_different_by_hand(env):
     # repair: the extra entry and the re-created copy go, and the right copy is rewritten
     env.delete(victim, ghost)
     env.delete(victim, changed_dn)
-    env.ldap("ldapmodify", NAMES[0], [], stdin=f"dn: {changed_dn}\nchangetype: modify\nreplace: description\n"
-                                                f"description: repaired\n")
+    repair = f"dn: {changed_dn}\nchangetype: modify\nreplace: description\ndescription: repaired\n"
+    env.ldap("ldapmodify", NAMES[0], [], stdin=repair)
     wait_for(env.converged, 30, "convergence after the repair")
     (r,) = env.play(INFO_TASK, extra={"zg_audit": True}, hosts=NAMES[0])[NAMES[0]]
     assert r["healthy"] and r["audit"]["in_sync"], r["problems"]

@@ -7,6 +7,7 @@ import itertools
 
 import ldap3
 import pytest
+
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils._ldap import (
     LdapError,
     _text,
@@ -101,8 +102,8 @@ def test_a_master_without_any_change_of_a_server_id_has_unknown_lag():
 
 def test_a_down_master_is_never_masked_by_the_others_being_equal():
     same = csn_by_sid([csn("20261130010010.000000Z", 1)])
-    masters = [{"name": "dc1-ldap1", "reachable": True}, {"name": "dc2-ldap2", "reachable": False,
-                                                         "error": "connection refused"}]
+    masters = [{"name": "dc1-ldap1", "reachable": True},
+               {"name": "dc2-ldap2", "reachable": False, "error": "connection refused"}]
     healthy, problems = replication_verdict(masters, lag_table({"dc1-ldap1": same, "dc2-ldap2": None}), 5)
     assert not healthy
     assert problems == ["dc2-ldap2 is down: connection refused"]
