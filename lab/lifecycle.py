@@ -231,6 +231,10 @@ def status(lab: Lab) -> list[dict[str, Any]]:
 def reset(lab: Lab, progress: Progress = _quiet) -> None:
     """Back to the initial state: links up, every service reset (zones, directories, emulators)."""
     heal(lab)
+    # Volumes a playbook mounted on the mailbox servers come off before the storage resets.
+    for h in lab.hosts_with("mailbox"):
+        for vol in mailbox_volumes(lab, h):
+            h.run(["umount", "-l", vol["path"]], check=False)
     jobs = [(h, services.get(n)) for h in lab.hosts.values() for n in h.services]
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda j: j[1].reset(lab, j[0]), jobs))
