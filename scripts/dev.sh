@@ -18,6 +18,8 @@ APT_PACKAGES=(
   # The Zimbra stand-in runs as user zimbra with the system Python (the venv's interpreter
   # lives under root's home): its client libraries come from Debian.
   python3-aiosmtpd python3-ldap3 python3-requests python3-dnspython
+  # docs/architecture.png is rendered from docs/architecture.dot.
+  graphviz
 )
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
