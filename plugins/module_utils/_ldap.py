@@ -183,14 +183,14 @@ def replication_verdict(
     problems: list[str] = []
     for master in masters:
         if not master["reachable"]:
-            problems.append("{} is down: {}".format(master["name"], master["error"]))
+            problems.append(f"{master['name']} is down: {master['error']}")
     if not any(m["reachable"] for m in masters):
         problems.append("no master answered")
     for sid, row in sorted(table.items()):
         for name, lag in sorted(row["lag"].items()):
             if lag is None:
                 problems.append(
-                    "{} has no change of server ID {} (newest {})".format(name, format_sid(sid), row["newest"].raw)
+                    f"{name} has no change of server ID {format_sid(sid)} (newest {row['newest'].raw})"
                 )
             elif lag > max_lag:
                 problems.append(

@@ -379,7 +379,7 @@ def run(module: AnsibleModule, factory: Callable[..., Any] = LdapClient,
             canary = run_canary(clients, p["canary_base"] or p["suffix"], p["canary_timeout"])
             for rnd in canary["rounds"]:
                 if rnd.get("error"):
-                    problems.append("canary written on {} failed: {}".format(rnd["writer"], rnd["error"]))
+                    problems.append(f"canary written on {rnd['writer']} failed: {rnd['error']}")
                 late = sorted(n for n, ms in rnd["propagation_ms"].items() if ms is None)
                 if late:
                     problems.append(f"canary written on {rnd['writer']} did not reach {', '.join(late)} "
