@@ -7,7 +7,8 @@ Run inside the host (its private ``/etc`` and ``/opt/zimbra``): adds user and gr
 ``zimbra`` to that ``/etc`` (``--etc``; skipped with ``--no-user``), copies the stand-in's
 code to ``common/lib/zmstandin``, writes one wrapper per tool in ``bin/`` (and
 ``common/sbin/postqueue``), the configuration ``conf/standin.json`` (mode 0600: it holds the
-LDAP password, like localconfig), the CA to ``conf/ca/ca.pem``, and gives everything to
+LDAP password, like localconfig), Zimbra's ``conf/localconfig.xml`` (the ``localconfig`` keys of
+the configuration, as a fresh install leaves them), the CA to ``conf/ca/ca.pem``, and gives everything to
 ``zimbra``. ``--fresh-cache`` writes the enabled-services cache as a host that ran recently
 has it. Re-running it is harmless: it rewrites the same files.
 """
@@ -24,6 +25,7 @@ import sys
 from typing import Any
 
 from .standin import config as standin_config
+from .standin import localconfig
 
 STANDIN_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "standin")
 ZIMBRA_UID = 4990
@@ -88,6 +90,11 @@ def install(home: str, cfg: dict[str, Any], python: str = "/usr/bin/python3",
         shutil.copyfile(ca, os.path.join(home, "conf", "ca", "ca.pem"))
         if cfg.get("ldap"):
             cfg["ldap"] = dict(cfg["ldap"], ca_file=os.path.join(home, "conf", "ca", "ca.pem"))
+    if cfg.get("localconfig") is not None:
+        # Zimbra's localconfig as a fresh install leaves it (a reinstall resets it).
+        with open(localconfig.path(home), "w", encoding="utf-8") as handle:
+            handle.write(localconfig.render({k: str(v) for k, v in cfg["localconfig"].items()}))
+        os.chmod(localconfig.path(home), 0o640)
     conf = standin_config.config_path(home)
     with open(conf + ".tmp", "w", encoding="utf-8") as handle:
         json.dump(cfg, handle, indent=2, sort_keys=True)

@@ -125,6 +125,14 @@ def standin_config(lab: Any, host: Any) -> dict[str, Any]:
             "timeout": 5,
         },
     }
+    # Zimbra's localconfig as the installer leaves it: pointed at the one master the host
+    # was installed against (the seeded first master of the initial active site);
+    # site-build points it at every master, its own site's first.
+    first = _find(lab, topology.get("active_site", host.site), "-ldap1") or _find(lab, None, "-ldap1")
+    cfg["localconfig"] = {"zimbra_server_hostname": fqdn(host)}
+    if first:
+        cfg["localconfig"]["ldap_url"] = f"ldap://{first[0].address}:389"
+        cfg["localconfig"]["ldap_master_url"] = f"ldap://{first[0].address}:389"
     if "mailbox" in roles:
         sproxyd = _find(lab, host.site, "-sproxyd")
         cfg["volumes"] = dict(VOLUMES)
@@ -273,4 +281,7 @@ class ZimbraService(Service):
         }
         if "mailbox" in roles:
             result["zimbra_geo_zimbra_volumes"] = dict(VOLUMES)
+        if getattr(host, "public_address", None):
+            # The address the outside world uses (the external DNS view names it).
+            result["zimbra_geo_public_address"] = host.public_address
         return result

@@ -21,6 +21,10 @@ def main(argv: list[str]) -> int:
         from . import zmmailbox
 
         return zmmailbox.main(args)
+    if tool == "zmlocalconfig":
+        from . import config, localconfig
+
+        return localconfig.main(config.zimbra_home(), args)
     if tool == "postqueue":
         from . import config, mta
 

@@ -33,6 +33,9 @@ The configuration is one JSON file, ``$ZIMBRA_HOME/conf/standin.json`` (the stan
     "timeout": 10}`` or ``{"type": "directory", "path": "..."}``.
 ``lmtp``
     The mailbox's delivery port: ``{"port": 7025}``.
+``localconfig``
+    Keys written to Zimbra's ``conf/localconfig.xml`` at install (``zmlocalconfig`` edits
+    them later; ``ldap_url`` and ``sproxyd_url`` there override ``ldap.urls`` and ``store``).
 ``smtp``
     The MTA: ``port`` (25), ``domains`` (accepted recipient domains), ``mailhost`` (the name
     of the mailbox service every account lives on), ``static_hosts`` (name -> address, the
@@ -119,7 +122,7 @@ ROLE_SCRIPTS = {
             "zmantispamctl", "zmantivirusctl", "zmopendkimctl"],
     "proxy": ["zmproxyctl", "zmmemcachedctl"],
 }
-COMMON_SCRIPTS = ["zmcontrol", "zmstatctl", "zmconfigdctl"]
+COMMON_SCRIPTS = ["zmcontrol", "zmlocalconfig", "zmstatctl", "zmconfigdctl"]
 
 
 def zimbra_home() -> str:
@@ -131,12 +134,20 @@ def config_path(home: str | None = None) -> str:
 
 
 def load(home: str | None = None) -> dict[str, Any]:
+    """The configuration, with the keys of Zimbra's localconfig that the stand-in honours on
+    top (``ldap_url``, ``sproxyd_url``: see ``localconfig``)."""
+    from . import localconfig
+
     with open(config_path(home), encoding="utf-8") as handle:
         cfg: dict[str, Any] = json.load(handle)
     cfg.setdefault("zimbra_home", home or zimbra_home())
     cfg.setdefault("user", "zimbra")
     cfg.setdefault("roles", [])
-    return cfg
+    try:
+        values = localconfig.read(cfg["zimbra_home"])
+    except localconfig.LocalConfigError:
+        values = {}
+    return localconfig.apply(cfg, values)
 
 
 def timing(cfg: dict[str, Any], process: str, phase: str) -> float:

@@ -343,3 +343,57 @@ def test_service_configuration_follows_the_topology() -> None:
     assert ldif.count("\ndn: cn=") == 6
     assert "dn: cn=dc1-proxy1.example.test,ou=zimbraServers,dc=example,dc=test" in ldif
     assert "description: zimlet" in ldif
+
+
+def test_zmlocalconfig_edits_prints_and_is_honoured(mailbox: Standin) -> None:
+    from lab.zimbra.standin import config as standin_config
+
+    assert mailbox.run("zmlocalconfig", "-s", "-m", "nokey", "ldap_url").stdout == ""
+    edit = mailbox.run("zmlocalconfig", "-e", "ldap_url=ldap://a:389 ldap://b:389",
+                       "zimbra_ldap_password=secret", "sproxyd_url=http://s:81/proxy/chord")
+    assert edit.returncode == 0, edit.stderr
+    assert mailbox.run("zmlocalconfig", "-s", "-m", "nokey", "ldap_url").stdout == \
+        "ldap://a:389 ldap://b:389\n"
+    # Passwords are masked unless -s; plain and shell formats as Zimbra prints them.
+    assert mailbox.run("zmlocalconfig", "zimbra_ldap_password").stdout == "zimbra_ldap_password = *\n"
+    assert mailbox.run("zmlocalconfig", "-s", "-m", "shell", "zimbra_ldap_password").stdout == \
+        "zimbra_ldap_password='secret';\n"
+    missing = mailbox.run("zmlocalconfig", "-m", "nokey", "no_such_key")
+    assert (missing.returncode, missing.stdout) == (0, "") and "no_such_key" in missing.stderr
+    assert mailbox.run("zmlocalconfig", "-e", "novalue").returncode == 1
+
+    # The stand-in takes the LDAP masters and the blob store from localconfig.
+    cfg = standin_config.load(str(mailbox.home))
+    assert cfg["store"] == {"type": "sproxyd", "url": "http://s:81/proxy/chord"}
+    assert (mailbox.home / "conf" / "localconfig.xml").read_text().count("<key name=") == 3
+
+    assert mailbox.run("zmlocalconfig", "-u", "sproxyd_url").returncode == 0
+    assert standin_config.load(str(mailbox.home))["store"]["type"] == "directory"
+    assert mailbox.run("zmlocalconfig", "-u", "sproxyd_url").returncode == 1
+
+
+def test_zmlocalconfig_ldap_url_decides_where_zmcontrol_reads(tmp_path: Path) -> None:
+    from lab.zimbra.standin import config as standin_config
+
+    closed = free_port()
+    ldap = {"urls": [f"ldap://127.0.0.1:{closed}/"], "base": "ou=zimbraServers,dc=x",
+            "bind_dn": "cn=admin,dc=x", "password": "x", "timeout": 2}
+    host = Standin(tmp_path, base_cfg(tmp_path, ["mailbox"], [], ldap=ldap,
+                                      localconfig={"ldap_url": "ldap://m1:389 ldap://m2:389"}))
+    assert standin_config.load(str(host.home))["ldap"]["urls"] == ["ldap://m1:389", "ldap://m2:389"]
+    assert host.run("zmlocalconfig", "-m", "nokey", "ldap_url").stdout == "ldap://m1:389 ldap://m2:389\n"
+    # A reinstall (lab reset) puts back the localconfig of a fresh install.
+    host.run("zmlocalconfig", "-e", "ldap_url=ldap://other:389")
+    host.reinstall()
+    assert host.run("zmlocalconfig", "-m", "nokey", "ldap_url").stdout == "ldap://m1:389 ldap://m2:389\n"
+
+
+def test_service_writes_the_installed_localconfig_and_public_address() -> None:
+    from lab.zimbra import service
+
+    lab = fake_lab()
+    cfg = service.standin_config(lab, lab.hosts["dc2-mta1"])
+    assert cfg["localconfig"]["ldap_url"] == "ldap://127.10.1.11:389"
+    host = lab.hosts["dc2-mta1"]
+    host.public_address = "127.20.2.31"
+    assert service.ZimbraService().inventory_vars(lab, host)["zimbra_geo_public_address"] == "127.20.2.31"
