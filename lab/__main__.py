@@ -165,18 +165,59 @@ fault.command("scality", context_settings={"ignore_unknown_options": True},
     _component_fault("scality_sproxyd"))
 
 
-@cli.command()
+@cli.command(context_settings={"ignore_unknown_options": True})
+@click.argument("ansible_args", nargs=-1, type=click.UNPROCESSED)
 @click.pass_obj
-def demo(lab: Lab) -> None:
-    """The main job: run the playbooks on the lab (the lab must be up)."""
+def demo(lab: Lab, ansible_args: tuple[str, ...]) -> None:
+    """The main job: build the platform, fail over to dc2 and back, verifying after each step.
+
+    site-build -> replication-verify -> failover -l dc2 (planned) -> replication-verify ->
+    failback -l dc1 -> replication-verify, on the lab's inventory; stops at the first failure.
+    ANSIBLE_ARGS (e.g. -v) are passed to every ansible-playbook run. The lab must be up.
+    """
+    steps = [
+        ("build the platform (dc1 active)", "playbooks/site-build.yml", []),
+        ("verify replication", "playbooks/replication-verify.yml", []),
+        ("planned failover to dc2", "playbooks/failover.yml", ["-l", "dc2"]),
+        ("verify replication", "playbooks/replication-verify.yml", []),
+        ("failback to dc1", "playbooks/failback.yml", ["-l", "dc1"]),
+        ("verify replication", "playbooks/replication-verify.yml", []),
+    ]
+    # Every playbook must exist before anything runs: a missing one is an error, never a skip.
+    missing = sorted({pb for _, pb, _ in steps if not (REPO / pb).is_file()})
+    if missing:
+        raise click.ClickException("the demo cannot run, these playbooks do not exist: " + ", ".join(missing))
     lifecycle.ensure_up(lab)
-    playbooks = ["playbooks/lab-smoke.yml"]
-    for pb in playbooks:
-        _progress(f"ansible-playbook {pb}")
-        rc = lifecycle.run_ansible(lab, [str(REPO / ".venv" / "bin" / "ansible-playbook"), str(REPO / pb)])
+    reports = REPO / "reports"  # zimbra_geo_report_dir's default: <playbook_dir>/../reports
+    started = time.time()
+    inventory = lifecycle.inventory_dir(lab)
+    timings: list[tuple[str, str, float]] = []
+    for number, (title, pb, limit) in enumerate(steps, 1):
+        command = " ".join(["ansible-playbook", "-i", str(inventory), pb, *limit, *ansible_args])
+        _progress(f"step {number}/{len(steps)}: {title}: {command}")
+        t = time.monotonic()
+        rc = lifecycle.run_ansible(lab, [str(REPO / ".venv" / "bin" / "ansible-playbook"), str(REPO / pb),
+                                         *limit, *ansible_args])
+        timings.append((f"{number}. {title}", pb, time.monotonic() - t))
         if rc != 0:
-            raise click.ClickException(f"{pb} failed (exit {rc})")
-    _progress("demo done")
+            done = ", ".join(f"{name} ({secs:.1f} s)" for name, _, secs in timings[:-1]) or "none"
+            _progress(f"step {number} failed after {timings[-1][2]:.1f} s; steps done before it: {done}")
+            raise click.ClickException(
+                f"demo stopped at step {number}/{len(steps)} ({title}): {pb} failed (exit {rc}). "
+                f"The task output above says why; its message names a section of docs/operator-guide.md. "
+                f"Re-run this step alone with: python -m lab --name {lab.name} exec -- {command}")
+    width = max(len(name) for name, _, _ in timings)
+    for name, pb, secs in timings:
+        _progress(f"  {name:<{width}}  {secs:6.1f} s  {pb}")
+    _progress(f"demo done in {sum(secs for _, _, secs in timings):.1f} s; the lab stays up "
+              f"(python -m lab --name {lab.name} down removes it)")
+    written = sorted(p for p in reports.rglob("*") if p.is_file() and p.stat().st_mtime >= started) \
+        if reports.is_dir() else []
+    if not written:
+        raise click.ClickException(f"the playbooks succeeded but wrote no report under {reports}")
+    _progress(f"reports ({len(written)} files) in {reports}:")
+    for path in written:
+        click.echo(str(path))
 
 
 if __name__ == "__main__":
