@@ -977,16 +977,15 @@ def compare_ids(per_master: dict[str, dict[Any, tuple[Any, Any]]], limit: int) -
     master (re-created there by hand or by a tool) is one *different* entry, not two missing.
     """
     names = list(per_master)
-    first = per_master[names[0]] if names else {}
-    all_ids: set = set()
-    for ids in per_master.values():
-        all_ids.update(ids)
+    # Only entries whose (entryUUID, entryCSN, DN) is not the same on every master are looked
+    # at one by one; finding them is a set operation on the dicts' items, done in C.
+    suspects: set = set()
+    if names:
+        first = per_master[names[0]].items()
+        for name in names[1:]:
+            suspects.update(uid for uid, _value in first ^ per_master[name].items())
     by_dn: dict[str, list[str]] = {}
-    for uid in all_ids:
-        base = first.get(uid)
-        # the common case, identical (entryCSN, DN) everywhere, costs one dict lookup per master
-        if base is not None and all(per_master[n].get(uid) == base for n in names[1:]):
-            continue
+    for uid in suspects:
         dn = _text(next(per_master[n][uid][1] for n in names if uid in per_master[n]))
         by_dn.setdefault(normalize_dn(dn), []).append(uid)
     missing = {n: 0 for n in names}
@@ -995,23 +994,27 @@ def compare_ids(per_master: dict[str, dict[Any, tuple[Any, Any]]], limit: int) -
     for uids in by_dn.values():
         uuids: dict[str, Any] = {n: None for n in names}
         csns: dict[str, Any] = {n: None for n in names}
-        dn = ""
+        dns: dict[str, str] = {}
         for uid in sorted(uids):
             for n in names:
                 if uid in per_master[n] and uuids[n] is None:
                     uuids[n] = _text(uid)
                     csns[n] = _text(per_master[n][uid][0])
-                    dn = dn or _text(per_master[n][uid][1])
+                    dns[n] = _text(per_master[n][uid][1])
         absent = [n for n in names if uuids[n] is None]
+        present = {(uuids[n], csns[n], normalize_dn(dns[n])) for n in dns}
+        if len(present) == 1 and not absent:
+            continue  # the DNs differ in case or spacing only
         for n in absent:
             missing[n] += 1
-        present = {(uuids[n], csns[n]) for n in names if uuids[n] is not None}
         if len(present) > 1:
             different += 1
             kind = "missing_and_different" if absent else "different"
         else:
             kind = "missing"
-        samples.append({"dn": dn, "kind": kind, "entry_uuid": uuids, "entry_csn": csns})
+        dn = next(dns[n] for n in names if n in dns)
+        samples.append({"dn": dn, "kind": kind, "entry_uuid": uuids, "entry_csn": csns,
+                        "dn_per_master": {n: dns.get(n) for n in names}})
     samples.sort(key=lambda s: s["dn"].lower())
     return {
         "entries": {n: len(per_master[n]) for n in names},

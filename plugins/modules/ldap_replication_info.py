@@ -264,8 +264,10 @@ audit:
       description: How many entries are missing somewhere or different.
       type: int
     differences:
-      description: The first O(audit_max_differences) of them, by DN, with C(entry_csn) per
-        master (null where missing).
+      description: The first O(audit_max_differences) of them, by DN, each with C(kind)
+        (C(missing), C(different) or C(missing_and_different)) and C(entry_uuid), C(entry_csn)
+        and C(dn_per_master) per master (null where missing). An entry re-created on a master
+        under the same DN (another entryUUID) is one different entry, not two missing ones.
       type: list
       elements: dict
     errors:

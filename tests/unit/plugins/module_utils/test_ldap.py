@@ -307,7 +307,8 @@ def test_differences_are_reported_as_text_whatever_the_engine():
     a = {b"u1": (b"c1", b"dn:: dWlkPWrDtnJnLGRjPWV4YW1wbGUsZGM9dGVzdA==")}
     (diff,) = compare_ids({"a": a, "b": {}}, 5)["differences"]
     assert diff == {"dn": "uid=jörg,dc=example,dc=test", "kind": "missing",
-                    "entry_uuid": {"a": "u1", "b": None}, "entry_csn": {"a": "c1", "b": None}}
+                    "entry_uuid": {"a": "u1", "b": None}, "entry_csn": {"a": "c1", "b": None},
+                    "dn_per_master": {"a": "uid=jörg,dc=example,dc=test", "b": None}}
 
 
 def test_compare_ids_counts_missing_and_different_entries():
@@ -333,6 +334,15 @@ def test_an_entry_recreated_with_another_uuid_is_one_different_entry():
     (diff,) = report["differences"]
     assert diff["kind"] == "different" and diff["entry_uuid"] == {"a": "u2", "b": "u9"}
     assert diff["entry_csn"] == {"a": "c2", "b": "c9"}
+
+
+def test_an_entry_renamed_on_one_master_only_is_different_and_case_alone_is_not():
+    a = {"u1": ("c1", "cn=old,dc=t"), "u2": ("c2", "cn=Same,dc=t")}
+    b = {"u1": ("c1", "cn=new,dc=t"), "u2": ("c2", "CN=same, DC=t")}
+    report = compare_ids({"a": a, "b": b}, limit=10)
+    assert report["different"] == 1 and report["differences_total"] == 1
+    (diff,) = report["differences"]
+    assert diff["kind"] == "different" and diff["dn_per_master"] == {"a": "cn=old,dc=t", "b": "cn=new,dc=t"}
 
 
 def test_compare_ids_limits_the_listed_differences_but_counts_all():
