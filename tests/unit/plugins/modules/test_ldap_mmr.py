@@ -7,6 +7,7 @@ import copy
 import ldap3
 import pytest
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils._ldap import LdapError
 from ansible_collections.mailops.zimbra_geo.plugins.modules import ldap_mmr
 
