@@ -222,6 +222,7 @@ class Lab:
         self.ca = CertificateAuthority(self.dir / "ca")
         self.hosts: dict[str, Host] = {}
         self._secrets: dict[str, str] | None = None
+        self._secrets_lock = threading.Lock()
         self._plan_hosts()
 
     # ----------------------------------------------------------------- topology
@@ -279,21 +280,24 @@ class Lab:
 
     # ------------------------------------------------------------------ secrets
     def secret(self, name: str) -> str:
-        if self._secrets is None:
+        """A secret of this lab, made the first time it is asked for and kept in secrets.json."""
+        with self._secrets_lock:
             path = self.dir / "secrets.json"
-            self._secrets = json.loads(path.read_text()) if path.exists() else {}
-        if name not in self._secrets:
-            # TSIG secrets are base64 key material; the rest are passwords.
-            self._secrets[name] = (
-                base64.b64encode(secrets.token_bytes(32)).decode()
-                if name.startswith("tsig_")
-                else secrets.token_urlsafe(18)
-            )
-            self.dir.mkdir(parents=True, exist_ok=True)
-            path = self.dir / "secrets.json"
-            path.write_text(json.dumps(self._secrets, indent=2))
-            path.chmod(0o600)
-        return self._secrets[name]
+            if self._secrets is None:
+                self._secrets = json.loads(path.read_text()) if path.exists() else {}
+            if name not in self._secrets:
+                # TSIG secrets are base64 key material; the rest are passwords.
+                self._secrets[name] = (
+                    base64.b64encode(secrets.token_bytes(32)).decode()
+                    if name.startswith("tsig_")
+                    else secrets.token_urlsafe(18)
+                )
+                self.dir.mkdir(parents=True, exist_ok=True)
+                tmp = path.with_suffix(".tmp")
+                tmp.write_text(json.dumps(self._secrets, indent=2))
+                tmp.chmod(0o600)
+                tmp.replace(path)  # readers never see a half-written file
+            return self._secrets[name]
 
     def secrets(self) -> dict[str, str]:
         self.secret("ssh")  # make sure the file exists
