@@ -15,6 +15,12 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def initial_lab(lab):
+    """These tests describe the lab as `lab up` leaves it: start from that state."""
+    lab.reset()
+
+
 def ssh_hosts(lab) -> list[str]:
     return sorted(h.name for h in lab.core.ssh_hosts())
 
