@@ -20,7 +20,7 @@ import signal
 import sys
 from pathlib import Path
 
-from werkzeug.serving import make_server
+from werkzeug.serving import WSGIRequestHandler, make_server
 
 from lab.ontap.app import HttpPeer, create_app
 from lab.ontap.state import Cluster
@@ -64,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
     cluster.peers.setdefault(args.svm, _SelfPeer(cluster))
     host, _, port = args.listen.rpartition(":")
     server = make_server(host, int(port), create_app(cluster, args.username, password), threaded=True,
-                         ssl_context=(args.cert, args.key))
+                         ssl_context=(args.cert, args.key), request_handler=KeepAliveHandler)
 
     def stop(_sig: int, _frame: object) -> None:
         raise KeyboardInterrupt
@@ -78,6 +78,13 @@ def main(argv: list[str] | None = None) -> int:
         server.server_close()
         cluster.close()
     return 0
+
+
+class KeepAliveHandler(WSGIRequestHandler):
+    """HTTP/1.1, so clients keep their TLS connections (ONTAP does; HTTP/1.0 would mean a
+    new handshake for every call of a client that polls many relationships)."""
+
+    protocol_version = "HTTP/1.1"
 
 
 class _SelfPeer:

@@ -246,6 +246,7 @@ class Cluster:
         self.relationships: dict[str, Relationship] = {}
         self.jobs: dict[str, Job] = {}
         self._seq = itertools.count(1)
+        self._save_pending = False
         self.scheduler = Scheduler()
         self.state_dir.mkdir(parents=True, exist_ok=True)
         if not self._load():
@@ -314,6 +315,19 @@ class Cluster:
         return r
 
     def _save(self) -> None:
+        """Persist soon: many changes in a burst (100 PATCHes) make one write."""
+        with self.lock:
+            if self._save_pending:
+                return
+            self._save_pending = True
+        self.scheduler.call_later(0.05, self._flush)
+
+    def _flush(self) -> None:
+        with self.lock:
+            self._save_pending = False
+            self._write_state()
+
+    def _write_state(self) -> None:
         data = {
             "volumes": [asdict(v) for v in self.volumes.values()],
             "relationships": [asdict(r) | {"pending": None} for r in self.relationships.values()],
@@ -348,6 +362,8 @@ class Cluster:
 
     def close(self) -> None:
         self.scheduler.stop()
+        with self.lock:
+            self._write_state()
 
     # ------------------------------------------------------------------ faults and latencies
     def fault(self, kind: str, *names: str) -> dict | None:

@@ -279,3 +279,15 @@ def test_info_and_rpo(pair: EmulatorPair) -> None:
         assert got[path]["transfer_state"] == r["transfer"]["state"]
     assert res["info"]["summary"]["total"] == len(VOLUMES)
     assert res["rpo"]["failed"] and sorted(res["rpo"]["lagging"]) == sorted(DSTS)
+
+
+def test_initialize_copies_the_baseline(tmp_path_factory: pytest.TempPathFactory) -> None:
+    with EmulatorPair(tmp_path_factory.mktemp("ontap-init"), volumes=("fresh",), initialized=False) as fresh:
+        (fresh.san / "dc1-ontap" / "fresh" / "seed.txt").write_text("baseline data\n")
+        task = sm("init", relationships=["svm_dc2:fresh"], state="snapmirrored")
+        res = play(fresh, [task, dict(task, name="again")])
+        assert res["init"]["relationships"][0]["actions"] == ["initialize"] and not res["init"].get("failed")
+        assert res["again"]["changed"] is False
+        rel = rest_state(fresh)["svm_dc2:fresh"]
+        assert rel["state"] == "snapmirrored" and rel["transfer"]["state"] == "success"
+        assert (fresh.san / "dc2-ontap" / "fresh" / "seed.txt").read_text() == "baseline data\n"
