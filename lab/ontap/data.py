@@ -30,9 +30,21 @@ def tree_size(path: Path) -> int:
     return total
 
 
+def _same_owner(src: str | Path, dst: str | Path) -> None:
+    """Give ``dst`` the owner of ``src``: SnapMirror copies blocks, so a volume keeps the
+    owners of its files (a mailbox's files stay the zimbra user's on the other site)."""
+    st = os.lstat(src)
+    try:
+        os.lchown(dst, st.st_uid, st.st_gid)
+    except PermissionError:  # not root (unit tests): owners cannot be given away
+        pass
+
+
 def sync_tree(src: Path, dst: Path) -> int:
-    """Make ``dst`` an exact copy of ``src`` in place; return the bytes written."""
+    """Make ``dst`` an exact copy of ``src`` in place, owners included; return the bytes written."""
     dst.mkdir(parents=True, exist_ok=True)
+    if src.exists():
+        _same_owner(src, dst)
     written = 0
     src_entries = {e.name: e for e in os.scandir(src)} if src.exists() else {}
     for entry in os.scandir(dst):
@@ -54,10 +66,13 @@ def sync_tree(src: Path, dst: Path) -> int:
             if target.exists() or target.is_symlink():
                 target.unlink()
             os.symlink(os.readlink(entry.path), target)
+            _same_owner(entry.path, target)
         else:
             if target.exists() and filecmp.cmp(entry.path, target, shallow=False):
+                _same_owner(entry.path, target)
                 continue
             shutil.copy2(entry.path, target)
+            _same_owner(entry.path, target)
             written += entry.stat(follow_symlinks=False).st_size
     return written
 
@@ -69,6 +84,10 @@ def copy_snapshot(src: Path, snap_dir: Path) -> None:
     snap_dir.parent.mkdir(parents=True, exist_ok=True)
     if src.exists():
         shutil.copytree(src, snap_dir, symlinks=True)
+        for root, dirs, files in os.walk(src):
+            for name in [".", *dirs, *files]:
+                path = os.path.normpath(os.path.join(root, name))
+                _same_owner(path, snap_dir / os.path.relpath(path, src))
     else:
         snap_dir.mkdir()
 
