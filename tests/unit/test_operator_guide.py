@@ -200,7 +200,7 @@ def test_architecture_source_renders(tmp_path: Path) -> None:
     proc = render(DOT_SOURCE)
     assert proc.returncode == 0, proc.stderr.decode(errors="replace")
     assert not proc.stderr.strip(), "Graphviz warnings: " + proc.stderr.decode(errors="replace")
-    kinds = [kind for kind, _ in png_chunks(proc.stdout)]
+    kinds = [chunk[0] for chunk in png_chunks(proc.stdout)]
     assert kinds[0] == b"IHDR" and kinds[-1] == b"IEND"
     width, height = struct.unpack(">II", proc.stdout[16:24])
     assert width > 400 and height > 300, f"suspiciously small drawing: {width}x{height}"
