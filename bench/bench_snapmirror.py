@@ -82,7 +82,7 @@ def run(pair: EmulatorPair, paths: list[str], per_relationship: bool, anchor: bo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", maxsplit=1)[0])
     parser.add_argument("--sizes", default="1,10,100")
     parser.add_argument("--transition", type=float, default=0.2, help="seconds until a state lands")
     parser.add_argument("--anchor-sizes", default="1,10", help="sizes also run with na_ontap_snapmirror ('' = none)")

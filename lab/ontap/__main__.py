@@ -27,7 +27,7 @@ from lab.ontap.state import Cluster
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m lab.ontap", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m lab.ontap", description=__doc__.split("\n", maxsplit=1)[0])
     p.add_argument("--listen", required=True, help="ADDR:PORT")
     p.add_argument("--cert", required=True)
     p.add_argument("--key", required=True)
@@ -57,12 +57,12 @@ def main(argv: list[str] | None = None) -> int:
     config = json.loads(args.config.read_text()) if args.config else {}
     peers = {}
     for spec in args.peer:
-        svm, _, url = spec.partition("=")
+        svm, _sep, url = spec.partition("=")
         peers[svm] = HttpPeer(url, args.username, password, args.ca or True)
     cluster = Cluster(args.cluster_name, args.svm, args.san_dir or args.state_dir / "san", args.state_dir,
                       config=config, peers=peers, read_only_marks=not args.no_read_only_marks)
     cluster.peers.setdefault(args.svm, _SelfPeer(cluster))
-    host, _, port = args.listen.rpartition(":")
+    host, _sep, port = args.listen.rpartition(":")
     server = make_server(host, int(port), create_app(cluster, args.username, password), threaded=True,
                          ssl_context=(args.cert, args.key), request_handler=KeepAliveHandler)
 

@@ -165,7 +165,7 @@ def test_flexclone_of_a_destination(clusters: dict[str, Cluster], dc2: Any) -> N
     resp = api(dc2, "POST", "storage/volumes", json={"name": "v1_clone", "svm": {"name": "svm_dc2"},
                                                      "clone": {"is_flexclone": True, "parent_volume": {"name": "v1"}}})
     assert resp.status_code == 202 and resp.headers["Location"].startswith("/api/storage/volumes/")
-    until(lambda: (clusters["dc2"].volume_path("v1_clone") / "mail.db").exists())
+    until((clusters["dc2"].volume_path("v1_clone") / "mail.db").exists)
     vol = dc2.get(resp.headers["Location"] + "?fields=*", headers=AUTH).get_json()
     assert vol["type"] == "rw" and vol["clone"] == {"is_flexclone": True, "parent_volume": {"name": "v1"}}
     assert api(dc2, "DELETE", f"storage/volumes/{vol['uuid']}").status_code == 202
