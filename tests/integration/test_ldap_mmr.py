@@ -727,3 +727,24 @@ def test_cutting_the_sites_apart_grows_lag_across_sites_only_and_healing_converg
     wait_for(env.converged, 30, "the clean-up to converge")
     (r,) = env.play(INFO_TASK, hosts=NAMES[0])[NAMES[0]]
     assert r["healthy"], r["problems"]
+
+
+LDAPI_PROBE = """\
+import json, sys
+from ansible_collections.mailops.zimbra_geo.plugins.module_utils._ldap import LdapClient, read_mmr_state
+with LdapClient("ldapi://%2Frun%2Fslapd%2Fldapi", bind_method="sasl_external") as client:
+    state = read_mmr_state(client, sys.argv[1])
+print(json.dumps({"server_id": state["server_id"], "agreements": len(state["agreements"]),
+                  "multi_provider": state["multi_provider"]}))
+"""
+
+
+def test_root_over_ldapi_with_sasl_external_reads_the_configuration(env):
+    if env.lab is None:
+        pytest.skip("the ldapi socket of a lab host is inside its namespaces")
+    name = NAMES[2]
+    proc = env.lab.host_run(name, [sys.executable, "-c", LDAPI_PROBE, env.suffix], check=False,
+                            env=dict(os.environ, PYTHONPATH=str(ROOT / ".collections")))
+    assert proc.returncode == 0, proc.stderr
+    state = json.loads(proc.stdout)
+    assert state == {"server_id": env.masters[2]["server_id"], "agreements": 3, "multi_provider": True}
