@@ -249,10 +249,14 @@ class LdapClient:
         if scheme not in ("ldap", "ldaps", "ldapi"):
             raise LdapError(f"unsupported URI scheme {scheme!r}", self.uri, "bad_input")
         try:
+            tls = self._tls() if scheme != "ldapi" else None
+        except ldap3_exceptions.LDAPException as exc:
+            raise LdapError(f"TLS settings: {_first_arg(exc)} ({self.ca_path})", self.uri, "bad_input") from None
+        try:
             server = ldap3.Server(
                 self.uri.rstrip("/") if scheme != "ldapi" else self.uri,
                 get_info=ldap3.NONE,
-                tls=self._tls() if scheme != "ldapi" else None,
+                tls=tls,
                 connect_timeout=self.connect_timeout,
             )
         except ldap3_exceptions.LDAPException as exc:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import calendar
 import itertools
+import ssl
 
 import ldap3
 import pytest
@@ -407,3 +408,79 @@ def test_canary_reports_a_master_it_never_reached():
     first = report["rounds"][0]
     assert first["propagation_ms"] == {"b": None} and not first["complete"]
     assert not report["complete"] and store == {}
+
+
+# -- connection errors become one error type with a reason --------------------------------
+
+class ScriptedConnection:
+    """Replaces ldap3.Connection: fails at the step and with the exception it is given."""
+
+    script: dict = {}
+
+    def __init__(self, server, **kwargs):
+        self.server = server
+        self.kwargs = kwargs
+
+    def _step(self, name):
+        if name in self.script:
+            raise self.script[name]
+        return True
+
+    def open(self):
+        return self._step("open")
+
+    def start_tls(self):
+        return self._step("start_tls")
+
+    def bind(self):
+        return self._step("bind")
+
+
+@pytest.mark.parametrize("step,exc,reason,text", [
+    ("open", ldap3.core.exceptions.LDAPSocketOpenError("socket connection error while opening: [Errno 111]"),
+     "unreachable", "cannot connect"),
+    ("open", ldap3.core.exceptions.LDAPSocketOpenError("socket ssl wrapping error: certificate verify failed"),
+     "tls", "certificate"),
+    ("start_tls", ldap3.core.exceptions.LDAPStartTLSError("wrap socket error: certificate verify failed"),
+     "tls", "not trusted"),
+    ("bind", ldap3.core.exceptions.LDAPInvalidCredentialsResult(result=49, description="invalidCredentials"),
+     "invalid_credentials", "invalid credentials for cn=config"),
+])
+def test_connection_failures_map_to_reasons(monkeypatch, step, exc, reason, text):
+    from ansible_collections.mailops.zimbra_geo.plugins.module_utils import _ldap
+
+    monkeypatch.setattr(ScriptedConnection, "script", {step: exc})
+    monkeypatch.setattr(_ldap.ldap3, "Connection", ScriptedConnection)
+    client = _ldap.LdapClient("ldap://127.10.1.11/", bind_dn="cn=config", bind_pw="pw")
+    with pytest.raises(LdapError) as err:
+        client.open()
+    assert err.value.reason == reason and text in str(err.value)
+    assert str(err.value).startswith("ldap://127.10.1.11/: ")
+
+
+def test_starttls_is_skipped_for_ldaps_and_verification_is_on_by_default(monkeypatch, tmp_path):
+    from ansible_collections.mailops.zimbra_geo.plugins.module_utils import _ldap
+
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-----BEGIN CERTIFICATE-----\n")
+    monkeypatch.setattr(ScriptedConnection, "script", {"start_tls": AssertionError("no StartTLS on ldaps")})
+    monkeypatch.setattr(_ldap.ldap3, "Connection", ScriptedConnection)
+    client = _ldap.LdapClient("ldaps://127.10.1.11/", bind_dn="cn=config", bind_pw="pw", ca_path=str(ca)).open()
+    tls = client.conn.server.tls
+    assert tls.validate == ssl.CERT_REQUIRED and tls.ca_certs_file == str(ca)
+    assert client.conn.kwargs["receive_timeout"] == 30
+
+
+def test_a_missing_ca_file_is_a_clear_error():
+    from ansible_collections.mailops.zimbra_geo.plugins.module_utils._ldap import LdapClient
+
+    with pytest.raises(LdapError, match="TLS settings.*/nonexistent/ca.pem") as err:
+        LdapClient("ldap://x/", bind_dn="cn=config", bind_pw="pw", ca_path="/nonexistent/ca.pem").open()
+    assert err.value.reason == "bad_input"
+
+
+def test_simple_bind_without_password_is_refused_before_connecting():
+    from ansible_collections.mailops.zimbra_geo.plugins.module_utils._ldap import LdapClient
+
+    with pytest.raises(LdapError, match="needs bind_dn and bind_pw"):
+        LdapClient("ldap://x/", bind_dn="cn=config")
