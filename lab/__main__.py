@@ -193,6 +193,17 @@ def demo(lab: Lab, ansible_args: tuple[str, ...]) -> None:
     lifecycle.ensure_up(lab)
     reports = REPO / "reports"  # zimbra_geo_report_dir's default: <playbook_dir>/../reports
     started = time.time()
+
+    def written_reports() -> list[os.PathLike[str]]:
+        if not reports.is_dir():
+            return []
+        found = sorted(p for p in reports.rglob("*") if p.is_file() and p.stat().st_mtime >= started)
+        if found:
+            _progress(f"reports written during the demo ({len(found)} files) in {reports}:")
+            for path in found:
+                click.echo(str(path))
+        return found
+
     inventory = lifecycle.inventory_dir(lab)
     timings: list[tuple[str, str, float]] = []
     for number, (title, pb, args) in enumerate(steps, 1):
@@ -205,6 +216,7 @@ def demo(lab: Lab, ansible_args: tuple[str, ...]) -> None:
         if rc != 0:
             done = ", ".join(f"{name} ({secs:.1f} s)" for name, _, secs in timings[:-1]) or "none"
             _progress(f"step {number} failed after {timings[-1][2]:.1f} s; steps done before it: {done}")
+            written_reports()
             raise click.ClickException(
                 f"demo stopped at step {number}/{len(steps)} ({title}): {pb} failed (exit {rc}). "
                 f"The task output above says why; its message names a section of docs/operator-guide.md. "
@@ -214,13 +226,8 @@ def demo(lab: Lab, ansible_args: tuple[str, ...]) -> None:
         _progress(f"  {name:<{width}}  {secs:6.1f} s  {pb}")
     _progress(f"demo done in {sum(secs for _, _, secs in timings):.1f} s; the lab stays up "
               f"(python -m lab --name {lab.name} down removes it)")
-    written = sorted(p for p in reports.rglob("*") if p.is_file() and p.stat().st_mtime >= started) \
-        if reports.is_dir() else []
-    if not written:
+    if not written_reports():
         raise click.ClickException(f"the playbooks succeeded but wrote no report under {reports}")
-    _progress(f"reports ({len(written)} files) in {reports}:")
-    for path in written:
-        click.echo(str(path))
 
 
 if __name__ == "__main__":

@@ -73,6 +73,8 @@ def test_stops_at_the_first_failure_and_says_which_step(repo: Path, monkeypatch:
     assert result.exit_code == 1
     assert [pb for pb, _ in calls] == ["site-build.yml", "replication-verify.yml", "failover.yml"]
     assert "demo stopped at step 3/6 (planned failover to dc2): playbooks/failover.yml failed (exit 2)" in result.output
+    # The reports of the steps that ran are listed even so.
+    assert str(repo / "reports" / "run-2.json") in result.output
 
 
 def test_a_missing_playbook_fails_before_anything_runs(repo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
