@@ -20,6 +20,8 @@ from typing import Any
 import pytest
 import yaml
 
+from ansible_collections.mailops.zimbra_geo.plugins.module_utils._ontap import OntapError
+from ansible_collections.mailops.zimbra_geo.plugins.modules import snapmirror
 from lab.ontap.testing import EmulatorPair
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -72,6 +74,19 @@ def play(pair: EmulatorPair, tasks: list[dict], cluster: str = "dc2", check: boo
     for task in out["plays"][0]["tasks"]:
         results[task["task"]["name"]] = task["hosts"]["localhost"]
     return results
+
+
+def inproc(pair: EmulatorPair, **args: Any) -> dict[str, Any]:
+    """The module's runner in this process (same client, library and emulator, no
+    ansible-playbook start-up): a result shaped like the task's."""
+    params = {k: v.get("default") for k, v in snapmirror.argument_spec().items()}
+    params.update(hostname="127.0.0.1", port=pair.dc2.port, password=pair.password, ca_path=str(pair.ca), **args)
+    try:
+        result = snapmirror.SnapmirrorRunner(params, False, False).run()
+    except OntapError as exc:
+        return {"failed": True, "msg": str(exc)}
+    result["failed"] = "failed_relationships" in result
+    return result
 
 
 def sm(name: str, **args: Any) -> dict:
@@ -196,6 +211,8 @@ def test_bad_input_refused_before_any_change(pair: EmulatorPair) -> None:
 
 
 def test_faults(pair: EmulatorPair) -> None:
+    """Each fault through ansible-playbook once (a failing job); the rest through the module's
+    runner in this process, to keep the suite fast."""
     # A failing job: the module reports the job's message and the relationship stays put.
     pair.admin(pair.dc2, "POST", "faults", json={"type": "job_failure", "match": DSTS[0],
                                                  "message": "Injected: quiesce failed."})
@@ -207,61 +224,61 @@ def test_faults(pair: EmulatorPair) -> None:
     pair.admin(pair.dc2, "DELETE", "faults")
 
     # A refused transition.
+
     pair.admin(pair.dc2, "POST", "faults", json={"type": "refuse_transition", "match": DSTS[0]})
-    res = play(pair, [sm("pause", relationships=DSTS[:1], state="paused")])["pause"]
+    res = inproc(pair, relationships=DSTS[:1], state="paused")
     assert res["failed"] and "13303818" in res["msg"]
     pair.admin(pair.dc2, "DELETE", "faults")
 
     # Unhealthy: refused without force; with force the resume goes ahead.
     pair.admin(pair.dc2, "POST", "faults", json={"type": "unhealthy", "match": DSTS[1],
                                                  "message": "Injected: source unreachable."})
-    res = play(pair, [sm("resume", relationships=DSTS[1:2], state="snapmirrored"),
-                      sm("forced", relationships=DSTS[1:2], state="snapmirrored", force=True)])
+    res = {"resume": inproc(pair, relationships=DSTS[1:2], state="snapmirrored"),
+           "forced": inproc(pair, relationships=DSTS[1:2], state="snapmirrored", force=True)}
     assert res["resume"]["failed"] and "Injected: source unreachable." in res["resume"]["msg"]
     assert not res["forced"].get("failed") and res["forced"]["changed"]
     pair.admin(pair.dc2, "DELETE", "faults")
 
-    # A long transfer: 'updated' waits for the running one then starts its own; a break
-    # with transfer_running=abort aborts it.
+    # A long transfer: a break with transfer_running=fail refuses, with abort aborts it.
     pair.admin(pair.dc2, "POST", "faults", json={"type": "transfer_running", "match": DSTS[2]})
     rel = rest_state(pair)[DSTS[2]]
     pair.api(pair.dc2, "POST", f"snapmirror/relationships/{rel['uuid']}/transfers", json={}).raise_for_status()
-    res = play(pair, [sm("fail", relationships=DSTS[2:3], state="broken_off", transfer_running="fail"),
-                      sm("abort", relationships=DSTS[2:3], state="broken_off", transfer_running="abort")])
+    res = {"fail": inproc(pair, relationships=DSTS[2:3], state="broken_off", transfer_running="fail"),
+           "abort": inproc(pair, relationships=DSTS[2:3], state="broken_off", transfer_running="abort")}
     assert res["fail"]["failed"] and "transfer is running" in res["fail"]["msg"]
     assert not res["abort"].get("failed"), res["abort"]
     assert res["abort"]["relationships"][0]["actions"] == ["abort", "quiesce", "break"]
     assert rest_state(pair)[DSTS[2]]["state"] == "broken_off"
     pair.admin(pair.dc2, "DELETE", "faults")
-    res = play(pair, [sm("resync", relationships=DSTS[2:3], state="snapmirrored")])["resync"]
+    res = inproc(pair, relationships=DSTS[2:3], state="snapmirrored")
     assert res["relationships"][0]["actions"] == ["resync"] and not res.get("failed")
 
     # A failed update transfer is reported with ONTAP's reason.
     pair.admin(pair.dc2, "POST", "faults", json={"type": "transfer_failure", "match": DSTS[3]})
-    res = play(pair, [sm("update", relationships=DSTS[3:], state="updated")])["update"]
+    res = inproc(pair, relationships=DSTS[3:], state="updated")
     assert res["failed"] and "update transfer failed" in res["msg"]
     assert rest_state(pair)[DSTS[3]]["healthy"] is False
     pair.admin(pair.dc2, "DELETE", "faults")
-    res = play(pair, [sm("update", relationships=DSTS[3:], state="updated", force=True)])["update"]
+    res = inproc(pair, relationships=DSTS[3:], state="updated", force=True)
     assert not res.get("failed") and rest_state(pair)[DSTS[3]]["healthy"] is True
 
     # Slow job: a short wait_timeout gives a clear timeout naming the step.
     pair.admin(pair.dc2, "POST", "faults", json={"type": "slow_job", "match": DSTS[0], "seconds": 5})
-    res = play(pair, [sm("pause", relationships=DSTS[:1], state="paused", wait_timeout=1)])["pause"]
+    res = inproc(pair, relationships=DSTS[:1], state="paused", wait_timeout=1)
     assert res["failed"] and "timed out after 1 s waiting for step quiesce" in res["msg"]
     pair.admin(pair.dc2, "DELETE", "faults")
     deadline = time.monotonic() + 10
     while rest_state(pair)[DSTS[0]]["state"] != "paused" and time.monotonic() < deadline:
         time.sleep(0.1)
-    play(pair, [sm("resume", relationships=DSTS, state="snapmirrored")])
+    inproc(pair, relationships=DSTS, state="snapmirrored")
 
     # Unreachable cluster and HTTP 5xx.
     pair.admin(pair.dc2, "POST", "faults", json={"type": "unreachable"})
-    res = play(pair, [sm("pause", relationships=DSTS[:1], state="paused", timeout=3)])["pause"]
+    res = inproc(pair, relationships=DSTS[:1], state="paused", timeout=3)
     assert res["failed"] and "is unreachable" in res["msg"] and f"127.0.0.1:{pair.dc2.port}" in res["msg"]
     pair.admin(pair.dc2, "DELETE", "faults")
     pair.admin(pair.dc2, "POST", "faults", json={"type": "server_error", "status": 500})
-    res = play(pair, [sm("pause", relationships=DSTS[:1], state="paused")])["pause"]
+    res = inproc(pair, relationships=DSTS[:1], state="paused")
     assert res["failed"] and "HTTP 500" in res["msg"]
 
 
