@@ -340,17 +340,9 @@ def main() -> None:
                                            1000, 20, shutil.which("ldapsearch"))
 
             t, lo, cpu, r = timed(lambda: ldap_replication_info.run(Module(params)), args.repeat)
-            assert r["healthy"], r["problems"]
-            rows.append(("contextCSN check (4 masters, concurrent)", t, lo, cpu, "healthy"))
-            # one untimed canary first: right after start the consumers may still be connecting
-            # (retry schedule), which measures session set-up rather than propagation
-            ldap_replication_info.run(Module(module_params(masters, canary=True)))
-            t, lo, cpu, r = timed(lambda: ldap_replication_info.run(Module(module_params(masters, canary=True))),
-                                  args.repeat)
-            rows.append(("canary, 4 writers x 3 readers (module run)", t, lo, cpu,
-                         f"slowest propagation {r['canary']['max_ms']:.1f} ms"))
+            rows.append(("contextCSN check (4 masters, concurrent)", t, lo, cpu,
+                         "healthy" if r["healthy"] else f"problems: {r['problems']}"))
             t_audit, lo, cpu, r = timed(lambda: audit("ldapsearch"), args.repeat)
-            assert r["in_sync"], r
             rows.append(("audit, engine ldapsearch (entryUUID+entryCSN)", t_audit, lo, cpu,
                          f"{sum(r['entries'].values())} entries, {r['differences_total']} differences"))
             if not args.skip_ldap3:
@@ -360,6 +352,15 @@ def main() -> None:
             t_base, lo, cpu, (per, differing) = timed(lambda: baseline(masters, workdir), args.repeat)
             rows.append(("baseline: ldapsearch dump all attrs, sort, compare", t_base, lo, cpu,
                          f"{per} entries per dump, {differing} differing"))
+            # The canary writes, so it comes last. One untimed run first: right after start the
+            # consumers may still be connecting (retry schedule), which is not propagation.
+            ldap_replication_info.run(Module(module_params(masters, canary=True)))
+            t, lo, cpu, r = timed(lambda: ldap_replication_info.run(Module(module_params(masters, canary=True))),
+                                  args.repeat)
+            canary = r["canary"]
+            rows.append(("canary, 4 writers x 3 readers (module run)", t, lo, cpu,
+                         f"slowest propagation {canary['max_ms']} ms, cleaned up {canary['cleaned_up']}, "
+                         f"swept {len(canary['swept'])}"))
         finally:
             masters.stop()
     width = max(len(r[0]) for r in rows)

@@ -602,6 +602,7 @@ def validate_masters(server_id: int, masters: list[dict[str, Any]]) -> None:
 # --------------------------------------------------------------------------------------
 
 MULTI_PROVIDER_ATTRS = ("olcMultiProvider", "olcMirrorMode")
+_REPLACE = ldap3.MODIFY_REPLACE if HAS_LDAP3 else "MODIFY_REPLACE"
 
 
 def parse_server_ids(values: list[str]) -> list[tuple[int, str | None]]:
@@ -834,50 +835,101 @@ def run_canary(
 ) -> dict[str, Any]:
     """Write a marker on each master in turn; time (ms) until every other master sees it.
 
-    Each marker is deleted on the master that wrote it, and its deletion is awaited on
-    the others too, so a canary leaves nothing behind even when it times out.
+    One marker entry per canary: the first master adds it, each next master rewrites its
+    ``description`` with a fresh token, and each round waits until every other master
+    holds that master's token. At the end the marker is deleted and its deletion awaited
+    everywhere. One add and one delete (not one pair per master) matter: with plain (not
+    delta) syncrepl, an add relayed late by a third master can bring back an entry deleted
+    right after its creation. A final sweep deletes any marker found again, and says so.
     """
-    rounds = []
+    dn = f"cn=zg-canary-{uuid.uuid4().hex[:12]},{parent_dn}"
     names = list(clients)
+    rounds = []
+    created_on = None
     for writer in names:
-        dn = f"cn=zg-canary-{uuid.uuid4().hex[:12]},{parent_dn}"
+        token = uuid.uuid4().hex
         others = [n for n in names if n != writer]
-        record: dict[str, Any] = {"writer": writer, "dn": dn, "propagation_ms": {}, "error": None}
+        record: dict[str, Any] = {"writer": writer, "dn": dn, "propagation_ms": {}, "error": None,
+                                  "complete": False, "max_ms": None}
         try:
-            clients[writer].add(dn, {"objectClass": ["device"], "cn": dn.split(",", 1)[0][3:],
-                                     "description": "zimbra_geo canary"})
+            if created_on is None:
+                clients[writer].add(dn, {"objectClass": ["device"], "cn": dn.split(",", 1)[0][3:],
+                                         "description": token})
+                created_on = writer
+            else:
+                clients[writer].modify(dn, {"description": [(_REPLACE, [token])]})
         except LdapError as exc:
             record["error"] = str(exc)
-            record["complete"] = False
             rounds.append(record)
             continue
-        start = now()
-        record["propagation_ms"] = _wait_all(clients, others, dn, True, start, timeout, now)
-        record["complete"] = all(v is not None for v in record["propagation_ms"].values())
-        try:
-            clients[writer].delete(dn)
-            gone = _wait_all(clients, others, dn, False, now(), timeout, now)
-            record["cleaned_up"] = all(v is not None for v in gone.values())
-        except LdapError as exc:
-            record["cleaned_up"] = False
-            record["error"] = str(exc)
+        record["propagation_ms"] = _wait_all(clients, others, dn, token, now(), timeout, now)
         seen = [v for v in record["propagation_ms"].values() if v is not None]
+        record["complete"] = len(seen) == len(others)
         record["max_ms"] = max(seen) if seen and record["complete"] else None
         rounds.append(record)
-    return {"ran": True, "rounds": rounds,
-            "complete": all(r["complete"] for r in rounds) and bool(rounds),
-            "cleaned_up": all(r.get("cleaned_up") for r in rounds) and bool(rounds),
+    cleaned = created_on is None
+    if created_on is not None:
+        last = next((r["writer"] for r in reversed(rounds) if not r["error"]), created_on)
+        try:
+            clients[last].delete(dn)
+            gone = _wait_all(clients, [n for n in names if n != last], dn, None, now(), timeout, now)
+            cleaned = all(v is not None for v in gone.values())
+        except LdapError:
+            cleaned = False
+    swept, clean = _sweep(clients, [dn] if created_on is not None else [], timeout, now)
+    return {"ran": True, "dn": dn, "rounds": rounds,
+            "complete": bool(rounds) and all(r["complete"] for r in rounds),
+            "cleaned_up": cleaned and clean,
+            "swept": swept,
             "max_ms": max((r["max_ms"] for r in rounds if r["max_ms"] is not None), default=None)}
 
 
-def _wait_all(clients: dict[str, LdapClient], names: list[str], dn: str, present: bool,
+def _sweep(clients: dict[str, LdapClient], dns: list[str], timeout: float,
+           now: Callable[[], float]) -> tuple[list[dict[str, Any]], bool]:
+    """Delete markers wherever they still are, until no master has any (or ``timeout``)."""
+    swept: list[dict[str, Any]] = []
+    deadline = now() + timeout
+    while True:
+        leftovers = []
+        for dn in dns:
+            holders = [n for n, client in clients.items() if _exists(client, dn)]
+            if holders:
+                leftovers.append((dn, holders))
+        if not leftovers:
+            return swept, True
+        if now() > deadline:
+            return swept, False
+        for dn, holders in leftovers:
+            swept.append({"dn": dn, "masters": holders})
+            for name in holders:
+                try:
+                    clients[name].delete(dn)
+                except LdapError:
+                    pass  # gone meanwhile, or that master failed: the next pass sees it
+        time.sleep(0.005)  # a poll interval, not a wait for a state
+
+
+def _exists(client: LdapClient, dn: str) -> bool:
+    try:
+        return client.exists(dn)
+    except LdapError:
+        return False
+
+
+def _wait_all(clients: dict[str, LdapClient], names: list[str], dn: str, token: str | None,
               start: float, timeout: float, now: Callable[[], float]) -> dict[str, float | None]:
-    """Poll each master (one thread each) until ``dn`` is (or is no longer) there."""
+    """Poll each master (one thread each) until ``dn`` carries ``token`` (``None``: is gone)."""
+    def holds(name: str) -> bool:
+        entry = clients[name].read(dn, ["description"])
+        if token is None:
+            return entry is None
+        return entry is not None and token in entry.get("description", [])
+
     def watch(name: str) -> float | None:
         deadline = start + timeout
         while True:
             try:
-                if clients[name].exists(dn) == present:
+                if holds(name):
                     return round((now() - start) * 1000.0, 3)
             except LdapError:
                 return None

@@ -17,9 +17,11 @@ description:
     C(olcServerID)) is ignored.
   - Gives a verdict, RV(healthy), with the reasons in RV(problems). A master that does not
     answer is always a problem of its own; it can never make the others look in sync.
-  - With O(canary), writes a marker entry on each master in turn and measures, in
-    milliseconds, when each other master sees it; then deletes it and waits until it is gone
-    everywhere. The writes are reported, not counted as a change.
+  - With O(canary), writes a marker on each master in turn and measures, in milliseconds, when
+    each other master sees that master's write. The first master adds one marker entry, each
+    next master rewrites it, and it is deleted at the end and its deletion awaited everywhere
+    (then a sweep deletes it wherever it came back). The writes are reported, not counted as
+    a change.
   - With O(audit), compares the entries of all masters (C(entryUUID) and C(entryCSN) of every
     entry, paged) and reports entries missing on a master or different between masters, with
     counts and the first differences.
@@ -230,14 +232,24 @@ canary:
       description: Every marker reached every other reachable master in time.
       type: bool
     cleaned_up:
-      description: Every marker was deleted and its deletion seen everywhere.
+      description: Every marker was deleted and, at the final sweep, no master had any.
       type: bool
+    swept:
+      description: Markers found again after their deletion had been seen (an add relayed
+        late by a third master brings a deleted entry back with plain syncrepl), with the
+        masters they were deleted from in the final sweep.
+      type: list
+      elements: dict
     max_ms:
       description: Slowest propagation, in milliseconds.
       type: float
+    dn:
+      description: The marker entry (added by the first master, rewritten by each next one,
+        deleted at the end).
+      type: str
     rounds:
-      description: Per writer, the marker's DN and C(propagation_ms) per other master (null when
-        it did not arrive within O(canary_timeout)).
+      description: Per writer, C(propagation_ms) per other master (null when its write did not
+        arrive within O(canary_timeout)), C(max_ms), C(complete) and C(error).
       type: list
       elements: dict
 audit:
@@ -386,8 +398,8 @@ def run(module: AnsibleModule, factory: Callable[..., Any] = LdapClient,
                 if late:
                     problems.append(f"canary written on {rnd['writer']} did not reach {', '.join(late)} "
                                     f"within {p['canary_timeout']} s")
-                elif not rnd.get("cleaned_up") and not rnd.get("error"):
-                    problems.append(f"canary {rnd['dn']} written on {rnd['writer']} was not removed everywhere")
+            if not canary["cleaned_up"]:
+                problems.append(f"canary {canary['dn']} could not be removed from every master")
         audit: dict[str, Any] = {"ran": False}
         if p["audit"]:
             binary = ldapsearch if ldapsearch is not None else shutil.which("ldapsearch")

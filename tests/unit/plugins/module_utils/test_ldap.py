@@ -364,50 +364,110 @@ def test_ldapsearch_command_never_carries_the_password():
 # -- canary --------------------------------------------------------------------------------
 
 class CanaryClient:
-    """A master whose replica of the marker appears after ``delay`` polls."""
+    """A master sharing one directory with the others (replication is instantaneous)."""
 
-    def __init__(self, store, delay):
+    def __init__(self, store):
         self.store = store
-        self.delay = delay
-        self.polls = 0
+        self.writes = []
 
     def add(self, dn, attrs):
-        self.store[dn] = 0
+        self.writes.append("add")
+        self.store[dn] = attrs["description"]
+
+    def modify(self, dn, changes):
+        self.writes.append("modify")
+        self.store[dn] = changes["description"][0][1][0]
 
     def delete(self, dn):
+        self.writes.append("delete")
         self.store.pop(dn, None)
 
+    def read(self, dn, attributes=None):
+        return {"description": [self.store[dn]]} if dn in self.store else None
+
     def exists(self, dn):
-        self.polls += 1
-        if dn not in self.store:
-            return False
-        self.store[dn] += 1
-        return self.store[dn] > self.delay
+        return dn in self.store
 
 
-def test_canary_measures_each_writer_and_cleans_up():
-    store = {}
-    clients = {"a": CanaryClient(store, 0), "b": CanaryClient(store, 0), "c": CanaryClient(store, 0)}
+def fake_clock():
     ticks = itertools.count()
-    report = run_canary(clients, SUFFIX, timeout=1000, now=lambda: next(ticks) / 1000.0)
+    return lambda: next(ticks) / 1000.0
+
+
+def test_canary_one_marker_added_rewritten_by_each_master_then_deleted():
+    store = {}
+    clients = {n: CanaryClient(store) for n in ("a", "b", "c")}
+    report = run_canary(clients, SUFFIX, timeout=1000, now=fake_clock())
     assert [r["writer"] for r in report["rounds"]] == ["a", "b", "c"]
     assert all(set(r["propagation_ms"]) == {"a", "b", "c"} - {r["writer"]} for r in report["rounds"])
-    assert report["complete"] and report["cleaned_up"] and store == {}
+    assert report["complete"] and report["cleaned_up"] and report["swept"] == [] and store == {}
+    # one add and one delete in all: a quick add/delete pair is what plain syncrepl can resurrect
+    assert [clients[n].writes for n in ("a", "b", "c")] == [["add"], ["modify"], ["modify", "delete"]]
+    assert report["dn"].startswith("cn=zg-canary-") and report["dn"].endswith(SUFFIX)
+
+
+def test_canary_sweeps_a_marker_that_came_back_after_its_deletion():
+    store = {}
+
+    class Resurrecting(CanaryClient):
+        """Its replica of the deleted marker comes back once, as a late relayed add would."""
+
+        def __init__(self, store):
+            super().__init__(store)
+            self.ghost = None
+            self.deleted_seen = False
+
+        def read(self, dn, attributes=None):
+            if dn not in self.store and dn.startswith("cn=zg-canary") and not self.deleted_seen:
+                self.deleted_seen = True
+                self.ghost = dn
+                return None  # the deletion is seen first ...
+            if dn == self.ghost:
+                return {"description": ["stale"]}  # ... then the entry is back
+            return super().read(dn, attributes)
+
+        def exists(self, dn):
+            return dn == self.ghost or super().exists(dn)
+
+        def delete(self, dn):
+            if dn == self.ghost:
+                self.ghost = None
+            super().delete(dn)
+
+    clients = {"a": CanaryClient(store), "b": Resurrecting(store), "c": CanaryClient(store)}
+    report = run_canary(clients, SUFFIX, timeout=1000, now=fake_clock())
+    assert report["swept"] == [{"dn": report["dn"], "masters": ["b"]}]
+    assert report["cleaned_up"] and not clients["b"].exists(report["dn"])
 
 
 def test_canary_reports_a_master_it_never_reached():
     store = {}
 
     class Never(CanaryClient):
+        def read(self, dn, attributes=None):
+            return None
+
         def exists(self, dn):
             return False
 
-    clients = {"a": CanaryClient(store, 0), "b": Never(store, 0)}
-    ticks = itertools.count()
-    report = run_canary(clients, SUFFIX, timeout=0.05, now=lambda: next(ticks) / 1000.0)
+    clients = {"a": CanaryClient(store), "b": Never(store)}
+    report = run_canary(clients, SUFFIX, timeout=0.05, now=fake_clock())
     first = report["rounds"][0]
     assert first["propagation_ms"] == {"b": None} and not first["complete"]
     assert not report["complete"] and store == {}
+
+
+def test_canary_moves_on_when_a_master_refuses_the_add():
+    store = {}
+
+    class ReadOnly(CanaryClient):
+        def add(self, dn, attrs):
+            raise LdapError("add refused: unwillingToPerform", "ldap://ro/")
+
+    clients = {"ro": ReadOnly(store), "b": CanaryClient(store), "c": CanaryClient(store)}
+    report = run_canary(clients, SUFFIX, timeout=1000, now=fake_clock())
+    assert "unwillingToPerform" in report["rounds"][0]["error"] and not report["complete"]
+    assert clients["b"].writes[0] == "add" and report["rounds"][2]["complete"] and store == {}
 
 
 # -- connection errors become one error type with a reason --------------------------------

@@ -36,15 +36,21 @@ class Master:
         self.closed = True
 
     def read(self, dn, attributes=None):
-        return {"contextCSN": list(self.context)} if dn == SUFFIX else None
+        if dn == SUFFIX:
+            return {"contextCSN": list(self.context)}
+        return {"description": [self.store[dn]]} if dn in self.store else None
 
     def add(self, dn, attrs):
         self.writes.append(("add", dn))
-        self.store.add(dn)
+        self.store[dn] = attrs["description"]
+
+    def modify(self, dn, changes):
+        self.writes.append(("modify", dn))
+        self.store[dn] = changes["description"][0][1][0]
 
     def delete(self, dn):
         self.writes.append(("delete", dn))
-        self.store.discard(dn)
+        self.store.pop(dn, None)
 
     def exists(self, dn):
         return dn in self.store
@@ -67,7 +73,7 @@ def params(**overrides):
 
 
 def cluster(contexts, down=()):
-    store = set()
+    store = {}
     masters = {f"ldap://{n}/": Master(f"ldap://{n}/", contexts.get(n, []), store,
                                       "connection refused" if n in down else None) for n in NAMES}
     return masters, (lambda uri, **conn: masters[uri])
@@ -135,8 +141,9 @@ def test_canary_writes_on_each_master_in_turn_and_removes_its_markers():
     assert canary["ran"] and canary["complete"] and canary["cleaned_up"]
     assert [r["writer"] for r in canary["rounds"]] == NAMES
     assert not result["changed"] and result["healthy"]
-    assert all([w[0] for w in m.writes] == ["add", "delete"] for m in masters.values())
-    assert next(iter(masters.values())).store == set()
+    writes = [[w[0] for w in m.writes] for m in masters.values()]
+    assert writes == [["add"], ["modify"], ["modify"], ["modify", "delete"]]
+    assert next(iter(masters.values())).store == {}
 
 
 def test_canary_skips_a_down_master():
