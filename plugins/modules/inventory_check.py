@@ -40,6 +40,8 @@ attributes:
     support: none
   bypass_host_loop:
     support: none
+  platform:
+    platforms: all
 notes:
   - Never changes anything; runs once on the controller.
 extends_documentation_fragment:

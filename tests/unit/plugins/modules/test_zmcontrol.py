@@ -90,8 +90,10 @@ class Script:
 
 def run_main(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture, script: Script,
              **params: Any) -> tuple[dict, bool]:
-    monkeypatch.setattr(AnsibleModule, "run_command",
-                        lambda self, argv, **kw: script(self, argv, **kw))
+    def run_command(self: AnsibleModule, argv: Any, **kw: Any) -> Any:
+        return script(self, argv, **kw)
+
+    monkeypatch.setattr(AnsibleModule, "run_command", run_command)
     monkeypatch.setattr(_zimbra, "current_user", lambda: "root")
     monkeypatch.setattr(_zimbra.time, "sleep", lambda _s: None)
     with patch_module_args(params), pytest.raises(SystemExit) as info:
