@@ -185,3 +185,27 @@ def test_a_split_brain_fails_replication_verify_loudly(dc2_mailbox_started: str,
     assert "SPLIT BRAIN" in proc.stdout + proc.stderr
     report = json.loads((tmp_path / "replication-verify-latest.json").read_text())
     assert report["split_brain"] and report["failed_checks"] == ["zimbra"]
+
+
+def test_mail_through_the_ingress_mta_lands_on_dc1_with_its_blob_in_dc1_sproxyd() -> None:
+    import smtplib
+
+    import requests
+
+    subject = f"molecule build {uuid.uuid4().hex[:8]}"
+    message = f"From: a@remote.test\r\nTo: user01@example.test\r\nSubject: {subject}\r\n\r\nbody\r\n"
+    with smtplib.SMTP(HOSTVARS["dc1-mta1"]["ansible_host"], 25, timeout=30) as client:
+        assert client.sendmail("a@remote.test", ["user01@example.test"], message) == {}
+    query = (f"su - zimbra -c \"/opt/zimbra/bin/zmmailbox -m user01@example.test s '{subject}'\"; "
+             "python3 -c \"import sqlite3; print(sqlite3.connect("
+             "'/opt/zimbra/db/data/mailbox.sqlite').execute('SELECT blob_key FROM message "
+             f"WHERE subject = ?', ('{subject}',)).fetchone()[0])\"")
+    deadline = time.monotonic() + 30
+    out = sh("dc1-mbox1", query)
+    while subject not in out.stdout and time.monotonic() < deadline:
+        time.sleep(0.5)
+        out = sh("dc1-mbox1", query)
+    assert subject in out.stdout, out.stdout + out.stderr
+    key = out.stdout.split()[-1]
+    dc1 = [s["url"] for s in PLATFORM["zimbra_geo_scality_sproxyd"] if s["site"] == "dc1"][0]
+    assert requests.get(f"{dc1}/{key}", timeout=10).content.endswith(b"body\r\n")
