@@ -36,21 +36,43 @@ from lab.ontap.testing import EmulatorPair  # noqa: E402 - after the path set-up
 def playbook(pair: EmulatorPair, paths: list[str], per_relationship: bool, anchor: bool = False) -> list[dict]:
     task: dict = {"name": "break", "mailops.zimbra_geo.snapmirror": {"state": "broken_off"}}
     if anchor:
-        task = {"name": "break", "loop": paths, "netapp.ontap.na_ontap_snapmirror": {
-            "hostname": f"127.0.0.1:{pair.dc2.port}", "https": True, "validate_certs": False, "username": "admin",
-            "password": pair.password, "use_rest": "always", "relationship_state": "broken", "update": False,
-            "validate_source_path": False, "source_endpoint": {"path": "{{ item | replace('svm_dc2', 'svm_dc1') }}"},
-            "destination_endpoint": {"path": "{{ item }}"}}}
+        task = {
+            "name": "break",
+            "loop": paths,
+            "netapp.ontap.na_ontap_snapmirror": {
+                "hostname": f"127.0.0.1:{pair.dc2.port}",
+                "https": True,
+                "validate_certs": False,
+                "username": "admin",
+                "password": pair.password,
+                "use_rest": "always",
+                "relationship_state": "broken",
+                "update": False,
+                "validate_source_path": False,
+                "source_endpoint": {"path": "{{ item | replace('svm_dc2', 'svm_dc1') }}"},
+                "destination_endpoint": {"path": "{{ item }}"},
+            },
+        }
     elif per_relationship:
         task["mailops.zimbra_geo.snapmirror"]["relationships"] = ["{{ item }}"]
         task["loop"] = paths
     else:
         task["mailops.zimbra_geo.snapmirror"]["relationships"] = paths
-    return [{"hosts": "localhost", "gather_facts": False,
-             "module_defaults": {"group/mailops.zimbra_geo.zimbra_geo": {
-                 "hostname": "127.0.0.1", "port": pair.dc2.port, "password": pair.password,
-                 "ca_path": str(pair.ca)}},
-             "tasks": [task]}]
+    return [
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "module_defaults": {
+                "group/mailops.zimbra_geo.zimbra_geo": {
+                    "hostname": "127.0.0.1",
+                    "port": pair.dc2.port,
+                    "password": pair.password,
+                    "ca_path": str(pair.ca),
+                }
+            },
+            "tasks": [task],
+        }
+    ]
 
 
 def run(pair: EmulatorPair, paths: list[str], per_relationship: bool, anchor: bool = False) -> float:
@@ -58,12 +80,30 @@ def run(pair: EmulatorPair, paths: list[str], per_relationship: bool, anchor: bo
     pair.admin(pair.dc1, "POST", "reset")
     path = pair.workdir / "bench.yml"
     path.write_text(yaml.safe_dump(playbook(pair, paths, per_relationship, anchor)))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-               ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"), ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json")
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"),
+        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+    )
     start = time.monotonic()
-    proc = subprocess.run(["ansible-playbook", "-i", "localhost,", "-c", "local", str(path),
-                           "-e", f"ansible_python_interpreter={sys.executable}"],
-                          capture_output=True, text=True, env=env, cwd=ROOT, check=False)
+    proc = subprocess.run(
+        [
+            "ansible-playbook",
+            "-i",
+            "localhost,",
+            "-c",
+            "local",
+            str(path),
+            "-e",
+            f"ansible_python_interpreter={sys.executable}",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=ROOT,
+        check=False,
+    )
     took = time.monotonic() - start
     stats = json.loads(proc.stdout)["stats"]["localhost"]
     if proc.returncode or stats.get("failures"):
@@ -102,8 +142,10 @@ def main() -> None:
             rows.append((n, one, each, anchor))
     base = rows[0][1]
     print(f"break N relationships (quiesce + break each), emulator transition latency {args.transition} s")
-    print(f"{'N':>5} {'one task (s)':>13} {'vs N=' + str(rows[0][0]):>9} {'task per rel (s)':>17} "
-          f"{'per-rel / one':>14} {'na_ontap_snapmirror per rel (s)':>32} {'anchor / one':>13}")
+    print(
+        f"{'N':>5} {'one task (s)':>13} {'vs N=' + str(rows[0][0]):>9} {'task per rel (s)':>17} "
+        f"{'per-rel / one':>14} {'na_ontap_snapmirror per rel (s)':>32} {'anchor / one':>13}"
+    )
     for n, one, each, anchor in rows:
         a = f"{anchor:>32.2f} {anchor / one:>12.1f}x" if anchor is not None else f"{'not run':>32} {'':>13}"
         e = f"{each:>17.2f} {each / one:>13.1f}x" if each is not None else f"{'not run':>17} {'':>14}"

@@ -59,12 +59,25 @@ def main(argv: list[str] | None = None) -> int:
     for spec in args.peer:
         svm, _sep, url = spec.partition("=")
         peers[svm] = HttpPeer(url, args.username, password, args.ca or True)
-    cluster = Cluster(args.cluster_name, args.svm, args.san_dir or args.state_dir / "san", args.state_dir,
-                      config=config, peers=peers, read_only_marks=not args.no_read_only_marks)
+    cluster = Cluster(
+        args.cluster_name,
+        args.svm,
+        args.san_dir or args.state_dir / "san",
+        args.state_dir,
+        config=config,
+        peers=peers,
+        read_only_marks=not args.no_read_only_marks,
+    )
     cluster.peers.setdefault(args.svm, _SelfPeer(cluster))
     host, _sep, port = args.listen.rpartition(":")
-    server = make_server(host, int(port), create_app(cluster, args.username, password), threaded=True,
-                         ssl_context=(args.cert, args.key), request_handler=KeepAliveHandler)
+    server = make_server(
+        host,
+        int(port),
+        create_app(cluster, args.username, password),
+        threaded=True,
+        ssl_context=(args.cert, args.key),
+        request_handler=KeepAliveHandler,
+    )
 
     def stop(_sig: int, _frame: object) -> None:
         raise KeyboardInterrupt

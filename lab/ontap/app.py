@@ -32,8 +32,18 @@ from lab.ontap.state import (
     PeerUnreachable,
 )
 
-RESERVED = {"fields", "max_records", "return_records", "return_timeout", "order_by", "start.uuid",
-            "list_destinations_only", "force", "failback", "return_all"}
+RESERVED = {
+    "fields",
+    "max_records",
+    "return_records",
+    "return_timeout",
+    "order_by",
+    "start.uuid",
+    "list_destinations_only",
+    "force",
+    "failback",
+    "return_all",
+}
 
 
 # ---------------------------------------------------------------------- query helpers
@@ -216,8 +226,12 @@ def create_app(cluster: Cluster, username: str, password: str) -> Flask:
             except ValueError:
                 ok = False
             if not ok:
-                raise ApiError(400, E_RETURN_TIMEOUT,
-                               "The value for return_timeout must be in the range 0 to 120.", "return_timeout")
+                raise ApiError(
+                    400,
+                    E_RETURN_TIMEOUT,
+                    "The value for return_timeout must be in the range 0 to 120.",
+                    "return_timeout",
+                )
         return None
 
     def wait_job(job: dict) -> None:
@@ -235,14 +249,22 @@ def create_app(cluster: Cluster, username: str, password: str) -> Flask:
     # --- cluster, SVMs
     @app.get("/api/cluster")
     def get_cluster() -> Response:
-        rec = {"name": cluster.name, "uuid": cluster.uuid, "version": cluster.version,
-               "_links": {"self": {"href": "/api/cluster"}}}
+        rec = {
+            "name": cluster.name,
+            "uuid": cluster.uuid,
+            "version": cluster.version,
+            "_links": {"self": {"href": "/api/cluster"}},
+        }
         return single(rec, ("name", "uuid", "version"))
 
     @app.get("/api/svm/svms")
     def svms() -> Response:
-        rec = {"uuid": cluster.svm_uuid, "name": cluster.svm, "state": "running",
-               "_links": {"self": {"href": f"/api/svm/svms/{cluster.svm_uuid}"}}}
+        rec = {
+            "uuid": cluster.svm_uuid,
+            "name": cluster.svm,
+            "state": "running",
+            "_links": {"self": {"href": f"/api/svm/svms/{cluster.svm_uuid}"}},
+        }
         return collection([rec], ("uuid", "name"))
 
     # --- SnapMirror relationships

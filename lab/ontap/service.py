@@ -56,8 +56,7 @@ def ontap_hosts(lab: Any) -> list[Any]:
 
 def volume_names(lab: Any) -> list[str]:
     """``mbox1_db``, ``mbox1_index``, ... for every mailbox server name of any site."""
-    boxes = sorted({h.name.split("-", 1)[1] for h in _hosts(lab)
-                    if "-mbox" in h.name and "-" in h.name})
+    boxes = sorted({h.name.split("-", 1)[1] for h in _hosts(lab) if "-mbox" in h.name and "-" in h.name})
     return [f"{box}_{kind}" for box in boxes for kind in ("db", "index")]
 
 
@@ -75,8 +74,9 @@ def cluster_config(lab: Any, host: Any) -> dict:
     return {
         "volumes": [{"name": v, "type": "dp"} for v in vols],
         "latencies": opts.get("latencies", {}),
-        "relationships": [{"source": f"svm_{primary}:{v}", "destination": f"{svm_of(host)}:{v}", "state": state}
-                          for v in vols],
+        "relationships": [
+            {"source": f"svm_{primary}:{v}", "destination": f"{svm_of(host)}:{v}", "state": state} for v in vols
+        ],
     }
 
 
@@ -100,11 +100,33 @@ class OntapService(Service):
             handle.write(str(lab.secret("ontap_password")))
         paths["config"].write_text(json.dumps(cluster_config(lab, host), indent=1))
         cert, key = lab.ca.issue(host.name, [host.address], [host.name, f"{host.name}.example.test"])
-        argv = ["env", f"PYTHONPATH={REPO_ROOT}", sys.executable, "-m", "lab.ontap",
-                "--listen", f"{host.address}:{PORT}", "--cert", str(cert), "--key", str(key),
-                "--state-dir", str(paths["state"]), "--cluster-name", host.name, "--svm", svm_of(host),
-                "--password-file", str(paths["password"]), "--config", str(paths["config"]),
-                "--san-dir", str(san_dir(lab)), "--ca", str(lab.ca.cert_path)]
+        argv = [
+            "env",
+            f"PYTHONPATH={REPO_ROOT}",
+            sys.executable,
+            "-m",
+            "lab.ontap",
+            "--listen",
+            f"{host.address}:{PORT}",
+            "--cert",
+            str(cert),
+            "--key",
+            str(key),
+            "--state-dir",
+            str(paths["state"]),
+            "--cluster-name",
+            host.name,
+            "--svm",
+            svm_of(host),
+            "--password-file",
+            str(paths["password"]),
+            "--config",
+            str(paths["config"]),
+            "--san-dir",
+            str(san_dir(lab)),
+            "--ca",
+            str(lab.ca.cert_path),
+        ]
         for other in ontap_hosts(lab):
             if other.name != host.name:
                 argv += ["--peer", f"{svm_of(other)}=https://{other.address}:{PORT}"]
@@ -119,8 +141,15 @@ class OntapService(Service):
             time.sleep(0.1)
 
     def _admin(self, lab: Any, host: Any, method: str, path: str, body: dict | None = None) -> str:
-        argv = [sys.executable, "-c", PROBE, f"https://{host.address}:{PORT}/x-lab/{path}", str(lab.ca.cert_path),
-                str(self._paths(host)["password"]), method]
+        argv = [
+            sys.executable,
+            "-c",
+            PROBE,
+            f"https://{host.address}:{PORT}/x-lab/{path}",
+            str(lab.ca.cert_path),
+            str(self._paths(host)["password"]),
+            method,
+        ]
         if body is not None:
             argv.append(json.dumps(body))
         res = host.run(argv, check=False, capture_output=True, text=True, timeout=10)
@@ -147,8 +176,13 @@ class OntapService(Service):
     def inventory_vars(self, lab: Any, host: Any) -> dict:
         """The same global view from every ONTAP host (so merging order does not matter)."""
         clusters = {
-            h.site: {"hostname": h.address, "port": PORT, "cluster": h.name, "svm": svm_of(h),
-                     "data_dir": str(san_dir(lab) / h.name)}
+            h.site: {
+                "hostname": h.address,
+                "port": PORT,
+                "cluster": h.name,
+                "svm": svm_of(h),
+                "data_dir": str(san_dir(lab) / h.name),
+            }
             for h in ontap_hosts(lab)
         }
         vols = volume_names(lab)

@@ -232,8 +232,12 @@ class Cluster:
         self.svm = svm
         self.uuid = str(uuidlib.uuid5(uuidlib.NAMESPACE_DNS, f"cluster.{name}"))
         self.svm_uuid = str(uuidlib.uuid5(uuidlib.NAMESPACE_DNS, f"svm.{svm}"))
-        self.version = {"full": "NetApp Release 9.14.1: emulated (zimbra_geo lab)",
-                        "generation": 9, "major": 14, "minor": 1}
+        self.version = {
+            "full": "NetApp Release 9.14.1: emulated (zimbra_geo lab)",
+            "generation": 9,
+            "major": 14,
+            "minor": 1,
+        }
         self.san_dir = Path(san_dir)
         self.state_dir = Path(state_dir)
         self.config = config or {}
@@ -280,8 +284,13 @@ class Cluster:
                 r.exported_snapshot = f"snapmirror.{r.uuid}_baseline"
                 r.exported_time = now()
                 r.last_transfer_type = "initialize"
-                r.transfer = {"uuid": str(uuidlib.uuid4()), "state": "success", "bytes_transferred": 0,
-                              "end_time": now(), "type": "initialize"}
+                r.transfer = {
+                    "uuid": str(uuidlib.uuid4()),
+                    "state": "success",
+                    "bytes_transferred": 0,
+                    "end_time": now(),
+                    "type": "initialize",
+                }
         for vol in self.volumes.values():
             self.marker.set(self.volume_path(vol.name), vol.type == "dp")
         self._save()
@@ -309,8 +318,9 @@ class Cluster:
         return vol
 
     def _new_relationship(self, source: str, destination: str, rel_uuid: str | None = None) -> Relationship:
-        r = Relationship(uuid=rel_uuid or str(uuidlib.uuid4()), source_path=source,
-                         destination_path=destination, seq=next(self._seq))
+        r = Relationship(
+            uuid=rel_uuid or str(uuidlib.uuid4()), source_path=source, destination_path=destination, seq=next(self._seq)
+        )
         self.relationships[r.uuid] = r
         return r
 
@@ -375,8 +385,17 @@ class Cluster:
         return None
 
     def add_fault(self, fault: dict) -> dict:
-        known = {"unreachable", "unauthorized", "server_error", "job_failure", "slow_job",
-                 "refuse_transition", "transfer_running", "unhealthy", "transfer_failure"}
+        known = {
+            "unreachable",
+            "unauthorized",
+            "server_error",
+            "job_failure",
+            "slow_job",
+            "refuse_transition",
+            "transfer_running",
+            "unhealthy",
+            "transfer_failure",
+        }
         if fault.get("type") not in known:
             raise ApiError(400, E_INVALID_INPUT, f"unknown fault type {fault.get('type')!r}; known: {sorted(known)}")
         with self.lock:
@@ -415,9 +434,13 @@ class Cluster:
             reasons.append(r.last_error)
         unhealthy = self.fault("unhealthy", r.destination_path, r.source_path)
         if unhealthy:
-            reasons.append({"code": str(unhealthy.get("code", E_TRANSFER_FAILED)),
-                            "message": unhealthy.get("message", "Injected: relationship is unhealthy."),
-                            "arguments": []})
+            reasons.append(
+                {
+                    "code": str(unhealthy.get("code", E_TRANSFER_FAILED)),
+                    "message": unhealthy.get("message", "Injected: relationship is unhealthy."),
+                    "arguments": [],
+                }
+            )
         rec["healthy"] = not reasons
         if reasons:
             rec["unhealthy_reason"] = reasons
@@ -426,8 +449,11 @@ class Cluster:
             rec["lag_time"] = iso_duration(now() - (r.exported_time or now()))
         if r.transfer:
             t = r.transfer
-            rec["transfer"] = {"uuid": t["uuid"], "state": t["state"],
-                               "bytes_transferred": t.get("bytes_transferred", 0)}
+            rec["transfer"] = {
+                "uuid": t["uuid"],
+                "state": t["state"],
+                "bytes_transferred": t.get("bytes_transferred", 0),
+            }
             if t.get("end_time"):
                 rec["transfer"]["end_time"] = iso(t["end_time"])
         if r.last_transfer_type:
@@ -489,8 +515,11 @@ class Cluster:
 
     def records_from(self, svm: str) -> list[dict]:
         with self.lock:
-            return [self.render_relationship(r) for r in sorted(self.relationships.values(), key=lambda r: r.seq)
-                    if r.source_path.split(":", 1)[0] == svm]
+            return [
+                self.render_relationship(r)
+                for r in sorted(self.relationships.values(), key=lambda r: r.seq)
+                if r.source_path.split(":", 1)[0] == svm
+            ]
 
     def get_relationship(self, rel_uuid: str) -> Relationship:
         r = self.relationships.get(rel_uuid)
@@ -524,8 +553,13 @@ class Cluster:
                 del self.jobs[key]
 
     # ------------------------------------------------------------------ jobs
-    def _run_job(self, description: str, names: tuple[str, ...], work: Callable[[], None],
-                 on_failure: Callable[[ApiError], None] | None = None) -> Job:
+    def _run_job(
+        self,
+        description: str,
+        names: tuple[str, ...],
+        work: Callable[[], None],
+        on_failure: Callable[[ApiError], None] | None = None,
+    ) -> Job:
         """Queue a job: after the job latency it runs ``work``; an ApiError fails the job."""
         job = Job(uuid=str(uuidlib.uuid4()), description=description)
         with self.lock:
@@ -541,8 +575,9 @@ class Cluster:
             failing = self.fault("job_failure", *names)
             try:
                 if failing:
-                    raise ApiError(400, str(failing.get("code", E_BAD_TRANSITION)),
-                                   failing.get("message", "Injected job failure."))
+                    raise ApiError(
+                        400, str(failing.get("code", E_BAD_TRANSITION)), failing.get("message", "Injected job failure.")
+                    )
                 work()
             except ApiError as exc:
                 if on_failure:
@@ -566,16 +601,17 @@ class Cluster:
             raise ApiError(400, E_INVALID_INPUT, "source.path and destination.path are required") from None
         dst_svm, dst_vol = destination.split(":", 1) if ":" in destination else ("", "")
         if dst_svm != self.svm:
-            raise ApiError(400, E_INVALID_INPUT, f"SVM \"{dst_svm}\" is not on this cluster", "destination.path")
+            raise ApiError(400, E_INVALID_INPUT, f'SVM "{dst_svm}" is not on this cluster', "destination.path")
         vol = self.volumes.get(dst_vol)
         if vol is None:
-            raise ApiError(404, E_NOT_FOUND, f"Volume \"{dst_vol}\" does not exist in SVM \"{self.svm}\"",
-                           "destination.path")
+            raise ApiError(
+                404, E_NOT_FOUND, f'Volume "{dst_vol}" does not exist in SVM "{self.svm}"', "destination.path"
+            )
         if vol.type != "dp":
-            raise ApiError(400, E_INVALID_INPUT, f"Destination volume \"{destination}\" must be of type DP")
+            raise ApiError(400, E_INVALID_INPUT, f'Destination volume "{destination}" must be of type DP')
         src_svm = source.split(":", 1)[0]
         if src_svm not in self.peers:
-            raise ApiError(400, E_INVALID_INPUT, f"SVM \"{src_svm}\" is not peered with SVM \"{self.svm}\"")
+            raise ApiError(400, E_INVALID_INPUT, f'SVM "{src_svm}" is not peered with SVM "{self.svm}"')
         with self.lock:
             if any(r.destination_path == destination for r in self.relationships.values()):
                 raise ApiError(409, E_DUPLICATE, f"A relationship with destination {destination} already exists")
@@ -620,23 +656,42 @@ class Cluster:
                 return self._run_job("SnapMirror Modify", names, lambda: None)
             refused = self.fault("refuse_transition", *names)
             if refused:
-                raise ApiError(400, str(refused.get("code", E_BAD_TRANSITION)),
-                               refused.get("message", f"Injected: transition to \"{target}\" refused."))
+                raise ApiError(
+                    400,
+                    str(refused.get("code", E_BAD_TRANSITION)),
+                    refused.get("message", f'Injected: transition to "{target}" refused.'),
+                )
             if target not in STATE_OPS:
-                raise ApiError(400, E_BAD_TRANSITION,
-                               f"Invalid state \"{target}\" for a PATCH of relationship \"{rel.uuid}\"", "state")
+                raise ApiError(
+                    400, E_BAD_TRANSITION, f'Invalid state "{target}" for a PATCH of relationship "{rel.uuid}"', "state"
+                )
             if rel.pending:
-                raise ApiError(400, E_BAD_TRANSITION,
-                               f"Another operation ({rel.pending}) is in progress on \"{rel.destination_path}\"")
+                raise ApiError(
+                    400,
+                    E_BAD_TRANSITION,
+                    f'Another operation ({rel.pending}) is in progress on "{rel.destination_path}"',
+                )
             if target != rel.state and rel.state not in STATE_OPS[target]:
-                raise ApiError(400, E_BAD_TRANSITION,
-                               f"Cannot change state of relationship \"{rel.destination_path}\" from "
-                               f"\"{rel.state}\" to \"{target}\"", "state")
-            if (target == "broken_off" and rel.state != target and not force and rel.transfer
-                    and rel.transfer["state"] in RUNNING_TRANSFER):
-                raise ApiError(400, E_BAD_TRANSITION,
-                               f"Cannot break relationship \"{rel.destination_path}\": a transfer is in "
-                               "progress. Quiesce the relationship or abort the transfer first.", "state")
+                raise ApiError(
+                    400,
+                    E_BAD_TRANSITION,
+                    f'Cannot change state of relationship "{rel.destination_path}" from "{rel.state}" to "{target}"',
+                    "state",
+                )
+            if (
+                target == "broken_off"
+                and rel.state != target
+                and not force
+                and rel.transfer
+                and rel.transfer["state"] in RUNNING_TRANSFER
+            ):
+                raise ApiError(
+                    400,
+                    E_BAD_TRANSITION,
+                    f'Cannot break relationship "{rel.destination_path}": a transfer is in '
+                    "progress. Quiesce the relationship or abort the transfer first.",
+                    "state",
+                )
             if target != rel.state:
                 rel.pending = STATE_OPS[target][rel.state]
         if target == rel.state:
@@ -646,8 +701,9 @@ class Cluster:
             with self.lock:
                 rel.pending = None
 
-        return self._run_job(f"SnapMirror {rel.pending}", names,
-                             lambda: self._start_state_change(rel, target), on_failure=clear_pending)
+        return self._run_job(
+            f"SnapMirror {rel.pending}", names, lambda: self._start_state_change(rel, target), on_failure=clear_pending
+        )
 
     def _start_state_change(self, rel: Relationship, target: str) -> None:
         """Called when the job runs: schedule the landing of the state."""
@@ -689,22 +745,28 @@ class Cluster:
         with self.lock:
             rel = self.get_relationship(rel_uuid)
             if rel.state != "snapmirrored" or rel.pending:
-                raise ApiError(400, E_BAD_TRANSITION,
-                               f"Cannot update relationship \"{rel.destination_path}\" in state "
-                               f"\"{rel.pending or rel.state}\"; it must be \"snapmirrored\"")
+                raise ApiError(
+                    400,
+                    E_BAD_TRANSITION,
+                    f'Cannot update relationship "{rel.destination_path}" in state '
+                    f'"{rel.pending or rel.state}"; it must be "snapmirrored"',
+                )
             if rel.transfer and rel.transfer["state"] in RUNNING_TRANSFER:
-                raise ApiError(400, E_TRANSFER_IN_PROGRESS,
-                               f"A transfer is already in progress on \"{rel.destination_path}\"")
+                raise ApiError(
+                    400, E_TRANSFER_IN_PROGRESS, f'A transfer is already in progress on "{rel.destination_path}"'
+                )
             transfer_uuid = self._start_transfer(rel, "update", queue_only=True)
-        job = self._run_job("SnapMirror Transfer", (rel.destination_path, rel.source_path),
-                            lambda: self._run_transfer(rel, "update"),
-                            on_failure=lambda exc: self._fail_transfer(rel, exc.message, exc.code))
+        job = self._run_job(
+            "SnapMirror Transfer",
+            (rel.destination_path, rel.source_path),
+            lambda: self._run_transfer(rel, "update"),
+            on_failure=lambda exc: self._fail_transfer(rel, exc.message, exc.code),
+        )
         return transfer_uuid, job
 
     def _start_transfer(self, rel: Relationship, kind: str, queue_only: bool = False) -> str:
         with self.lock:
-            rel.transfer = {"uuid": str(uuidlib.uuid4()), "state": "queued", "bytes_transferred": 0,
-                            "type": kind}
+            rel.transfer = {"uuid": str(uuidlib.uuid4()), "state": "queued", "bytes_transferred": 0, "type": kind}
             transfer_uuid = rel.transfer["uuid"]
         if not queue_only:
             self._run_transfer(rel, kind)
@@ -739,8 +801,9 @@ class Cluster:
         try:
             snap = peer.snapshot(src_vol, rel.uuid)
         except PeerUnreachable as exc:
-            self._fail_transfer(rel, f"Transfer failed: the source cluster of \"{rel.source_path}\" is "
-                                     f"unreachable ({exc}).")
+            self._fail_transfer(
+                rel, f'Transfer failed: the source cluster of "{rel.source_path}" is unreachable ({exc}).'
+            )
             return
         size = tree_size(Path(snap["path"]))
         duration = self.latencies.transfer_min
@@ -782,7 +845,7 @@ class Cluster:
             if not rel.transfer or rel.transfer["uuid"] != transfer_uuid:
                 raise ApiError(404, E_NOT_FOUND, "entry doesn't exist", "uuid")
             if state not in ("aborted", "hard_aborted"):
-                raise ApiError(400, E_INVALID_INPUT, "state must be \"aborted\" or \"hard_aborted\"", "state")
+                raise ApiError(400, E_INVALID_INPUT, 'state must be "aborted" or "hard_aborted"', "state")
             if rel.transfer["state"] in RUNNING_TRANSFER:
                 self._abort(rel, state)
             return self.render_transfer(rel) or {}
@@ -798,15 +861,22 @@ class Cluster:
     # ------------------------------------------------------------------ reverse resync
     def _reverse(self, rel: Relationship, new_src: str, new_dst: str, target: str | None) -> Job:
         if (new_src, new_dst) != (rel.destination_path, rel.source_path):
-            raise ApiError(400, E_INVALID_INPUT,
-                           "To reverse a relationship, source.path and destination.path must be swapped")
+            raise ApiError(
+                400, E_INVALID_INPUT, "To reverse a relationship, source.path and destination.path must be swapped"
+            )
         if target not in ("snapmirrored", None):
-            raise ApiError(400, E_BAD_TRANSITION, "A reverse resync must ask for state \"snapmirrored\"")
-        if rel.pending or rel.state not in ("broken_off", "snapmirrored") or (
-                rel.transfer and rel.transfer["state"] in RUNNING_TRANSFER):
-            raise ApiError(400, E_BAD_TRANSITION,
-                           f"Cannot reverse relationship \"{rel.destination_path}\" in state "
-                           f"\"{rel.pending or rel.state}\"", "state")
+            raise ApiError(400, E_BAD_TRANSITION, 'A reverse resync must ask for state "snapmirrored"')
+        if (
+            rel.pending
+            or rel.state not in ("broken_off", "snapmirrored")
+            or (rel.transfer and rel.transfer["state"] in RUNNING_TRANSFER)
+        ):
+            raise ApiError(
+                400,
+                E_BAD_TRANSITION,
+                f'Cannot reverse relationship "{rel.destination_path}" in state "{rel.pending or rel.state}"',
+                "state",
+            )
         rel.pending = "reverse"
         peer_svm = new_dst.split(":", 1)[0]
 
@@ -815,13 +885,22 @@ class Cluster:
             try:
                 if peer is None:
                     raise PeerUnreachable(f"SVM {peer_svm} is not peered")
-                peer.adopt({"uuid": rel.uuid, "source": new_src, "destination": new_dst, "policy": rel.policy,
-                            "exported_snapshot": rel.exported_snapshot, "exported_time": rel.exported_time})
+                peer.adopt(
+                    {
+                        "uuid": rel.uuid,
+                        "source": new_src,
+                        "destination": new_dst,
+                        "policy": rel.policy,
+                        "exported_snapshot": rel.exported_snapshot,
+                        "exported_time": rel.exported_time,
+                    }
+                )
             except PeerUnreachable as exc:
                 with self.lock:
                     rel.pending = None
-                raise ApiError(400, E_TRANSFER_FAILED,
-                               f"Reverse resync of \"{rel.destination_path}\" failed: {exc}") from None
+                raise ApiError(
+                    400, E_TRANSFER_FAILED, f'Reverse resync of "{rel.destination_path}" failed: {exc}'
+                ) from None
             with self.lock:
                 self.relationships.pop(rel.uuid, None)
                 self._save()
@@ -830,20 +909,26 @@ class Cluster:
             with self.lock:
                 rel.pending = None
 
-        return self._run_job("SnapMirror Reverse Resync", (rel.destination_path, rel.source_path), work,
-                             on_failure=clear_pending)
+        return self._run_job(
+            "SnapMirror Reverse Resync", (rel.destination_path, rel.source_path), work, on_failure=clear_pending
+        )
 
     def adopt(self, record: dict) -> None:
         """Peer call: become the destination of a reversed relationship, then resync."""
         dst_vol = record["destination"].split(":", 1)[1]
         with self.lock:
             if dst_vol not in self.volumes:
-                raise ApiError(404, E_NOT_FOUND, f"Volume \"{dst_vol}\" does not exist")
-            rel = Relationship(uuid=record["uuid"], source_path=record["source"],
-                               destination_path=record["destination"], state="broken_off",
-                               policy=record.get("policy", "MirrorAllSnapshots"),
-                               exported_snapshot=record.get("exported_snapshot"),
-                               exported_time=record.get("exported_time"), seq=next(self._seq))
+                raise ApiError(404, E_NOT_FOUND, f'Volume "{dst_vol}" does not exist')
+            rel = Relationship(
+                uuid=record["uuid"],
+                source_path=record["source"],
+                destination_path=record["destination"],
+                state="broken_off",
+                policy=record.get("policy", "MirrorAllSnapshots"),
+                exported_snapshot=record.get("exported_snapshot"),
+                exported_time=record.get("exported_time"),
+                seq=next(self._seq),
+            )
             self.relationships[rel.uuid] = rel
             rel.pending = "resync"
             self._save()
@@ -853,7 +938,7 @@ class Cluster:
     def make_snapshot(self, volume: str, label: str) -> dict:
         with self.lock:
             if volume not in self.volumes:
-                raise ApiError(404, E_NOT_FOUND, f"Volume \"{volume}\" does not exist")
+                raise ApiError(404, E_NOT_FOUND, f'Volume "{volume}" does not exist')
         created = now()
         name = f"snapmirror.{label}_{int(created * 1000)}"
         path = self.snapshot_path(volume, name)
@@ -868,10 +953,10 @@ class Cluster:
     def create_volume(self, body: dict) -> tuple[Volume, Job]:
         name = body.get("name")
         if not name or not isinstance(name, str) or "/" in name:
-            raise ApiError(400, E_INVALID_INPUT, "Field \"name\" is required", "name")
+            raise ApiError(400, E_INVALID_INPUT, 'Field "name" is required', "name")
         svm = (body.get("svm") or {}).get("name", self.svm)
         if svm != self.svm:
-            raise ApiError(400, E_INVALID_INPUT, f"SVM \"{svm}\" does not exist", "svm.name")
+            raise ApiError(400, E_INVALID_INPUT, f'SVM "{svm}" does not exist', "svm.name")
         clone = body.get("clone") or {}
         with self.lock:
             if name in self.volumes:
@@ -880,10 +965,10 @@ class Cluster:
             if clone.get("is_flexclone"):
                 parent = (clone.get("parent_volume") or {}).get("name")
                 if parent not in self.volumes:
-                    raise ApiError(404, E_NOT_FOUND, f"Volume \"{parent}\" does not exist",
-                                   "clone.parent_volume.name")
-            vol = self._add_volume(name, body.get("type", "rw"), parent,
-                                   (clone.get("parent_snapshot") or {}).get("name"))
+                    raise ApiError(404, E_NOT_FOUND, f'Volume "{parent}" does not exist', "clone.parent_volume.name")
+            vol = self._add_volume(
+                name, body.get("type", "rw"), parent, (clone.get("parent_snapshot") or {}).get("name")
+            )
             self._save()
 
         def work() -> None:
@@ -893,7 +978,7 @@ class Cluster:
                 if snap:
                     src = self.snapshot_path(parent, snap)
                     if not src.exists():
-                        raise ApiError(404, E_NOT_FOUND, f"Snapshot \"{snap}\" does not exist")
+                        raise ApiError(404, E_NOT_FOUND, f'Snapshot "{snap}" does not exist')
                 sync_tree(src, self.volume_path(name))
             if vol.type == "dp":
                 self.marker.set(self.volume_path(name), True)
@@ -905,7 +990,7 @@ class Cluster:
             vol = self.volume_by_uuid(vol_uuid)
             path = f"{self.svm}:{vol.name}"
             if any(path in (r.source_path, r.destination_path) for r in self.relationships.values()):
-                raise ApiError(400, E_INVALID_INPUT, f"Volume \"{vol.name}\" is in a SnapMirror relationship")
+                raise ApiError(400, E_INVALID_INPUT, f'Volume "{vol.name}" is in a SnapMirror relationship')
 
         def work() -> None:
             with self.lock:

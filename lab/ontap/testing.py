@@ -31,31 +31,56 @@ def make_ca_and_cert(directory: Path, ips: tuple[str, ...] = ("127.0.0.1",)) -> 
     now = datetime.datetime.now(datetime.UTC)
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "zimbra_geo test CA")])
-    ca = (x509.CertificateBuilder().subject_name(ca_name).issuer_name(ca_name)
-          .public_key(ca_key.public_key()).serial_number(x509.random_serial_number())
-          .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
-          .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-          .add_extension(x509.KeyUsage(digital_signature=True, key_cert_sign=True, crl_sign=True,
-                                       content_commitment=False, key_encipherment=False, data_encipherment=False,
-                                       key_agreement=False, encipher_only=False, decipher_only=False),
-                         critical=True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-          .sign(ca_key, hashes.SHA256()))
+    ca = (
+        x509.CertificateBuilder()
+        .subject_name(ca_name)
+        .issuer_name(ca_name)
+        .public_key(ca_key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                key_cert_sign=True,
+                crl_sign=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     key = ec.generate_private_key(ec.SECP256R1())
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ontap")]))
-            .issuer_name(ca_name).public_key(key.public_key()).serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5)).not_valid_after(now + datetime.timedelta(days=2))
-            .add_extension(x509.SubjectAlternativeName(
-                [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips] + [x509.DNSName("localhost")]),
-                critical=False)
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
-            .sign(ca_key, hashes.SHA256()))
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "ontap")]))
+        .issuer_name(ca_name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=2))
+        .add_extension(
+            x509.SubjectAlternativeName(
+                [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips] + [x509.DNSName("localhost")]
+            ),
+            critical=False,
+        )
+        .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False)
+        .sign(ca_key, hashes.SHA256())
+    )
     paths = (directory / "ca.pem", directory / "server.pem", directory / "server.key")
     paths[0].write_bytes(ca.public_bytes(serialization.Encoding.PEM))
     paths[1].write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    paths[2].write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
+    paths[2].write_bytes(
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
+    )
     return paths
 
 
@@ -84,8 +109,9 @@ class EmulatorPair:
     workdir: Path
     volumes: tuple[str, ...] = ("mbox1_db", "mbox1_index")
     initialized: bool = True
-    latencies: dict[str, float] = field(default_factory=lambda: {"job_start": 0.02, "transition": 0.1,
-                                                                   "transfer_min": 0.1})
+    latencies: dict[str, float] = field(
+        default_factory=lambda: {"job_start": 0.02, "transition": 0.1, "transfer_min": 0.1}
+    )
     password: str = "lab-secret"
     username: str = "admin"
 
@@ -100,9 +126,13 @@ class EmulatorPair:
         if emu is self.dc1:
             return {"volumes": [{"name": v, "type": "rw"} for v in self.volumes], "latencies": self.latencies}
         state = "snapmirrored" if self.initialized else "uninitialized"
-        return {"volumes": [{"name": v, "type": "dp"} for v in self.volumes], "latencies": self.latencies,
-                "relationships": [{"source": f"svm_dc1:{v}", "destination": f"svm_dc2:{v}", "state": state}
-                                  for v in self.volumes]}
+        return {
+            "volumes": [{"name": v, "type": "dp"} for v in self.volumes],
+            "latencies": self.latencies,
+            "relationships": [
+                {"source": f"svm_dc1:{v}", "destination": f"svm_dc2:{v}", "state": state} for v in self.volumes
+            ],
+        }
 
     def start(self) -> EmulatorPair:
         for emu, other in ((self.dc1, self.dc2), (self.dc2, self.dc1)):
@@ -112,11 +142,36 @@ class EmulatorPair:
             cfg.write_text(json.dumps(self.config(emu)))
             log = open(state_dir / "emulator.log", "ab")  # noqa: SIM115 - handed to the child
             emu.proc = subprocess.Popen(
-                [sys.executable, "-m", "lab.ontap", "--listen", f"127.0.0.1:{emu.port}", "--cert", str(self.cert),
-                 "--key", str(self.key), "--state-dir", str(state_dir), "--cluster-name", emu.name,
-                 "--svm", emu.svm, "--password-file", str(self.workdir / "password"), "--config", str(cfg),
-                 "--san-dir", str(self.san), "--peer", f"{other.svm}={other.url}", "--ca", str(self.ca)],
-                stdout=log, stderr=subprocess.STDOUT, env=dict(os.environ),
+                [
+                    sys.executable,
+                    "-m",
+                    "lab.ontap",
+                    "--listen",
+                    f"127.0.0.1:{emu.port}",
+                    "--cert",
+                    str(self.cert),
+                    "--key",
+                    str(self.key),
+                    "--state-dir",
+                    str(state_dir),
+                    "--cluster-name",
+                    emu.name,
+                    "--svm",
+                    emu.svm,
+                    "--password-file",
+                    str(self.workdir / "password"),
+                    "--config",
+                    str(cfg),
+                    "--san-dir",
+                    str(self.san),
+                    "--peer",
+                    f"{other.svm}={other.url}",
+                    "--ca",
+                    str(self.ca),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=dict(os.environ),
             )
             log.close()
         for emu in (self.dc1, self.dc2):

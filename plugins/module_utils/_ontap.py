@@ -173,8 +173,9 @@ class OntapClient:
             return OntapError(f"{self.where} refused the credentials while trying to {what}", err.get("code"), 401)
         if status is None:
             cause = getattr(exc, "cause", exc)
-            return OntapError(f"{self.where} is unreachable (while trying to {what}): {cause.__class__.__name__}: "
-                              f"{cause}")
+            return OntapError(
+                f"{self.where} is unreachable (while trying to {what}): {cause.__class__.__name__}: {cause}"
+            )
         message = err.get("message") or str(exc)
         code = err.get("code")
         return OntapError(f"{self.where}: failed to {what}: {message} (HTTP {status}, code {code})", code, status)
@@ -226,8 +227,10 @@ class OntapClient:
         def get() -> list[dict]:
             # The library's fast path (no schema round trip): a 100-record listing is polled
             # many times, and the schema objects cost ~10 ms per record.
-            return [normalise(r.resource_data) for r in
-                    SnapmirrorRelationship.fast_get_collection(connection=self.connection(), **query)]
+            return [
+                normalise(r.resource_data)
+                for r in SnapmirrorRelationship.fast_get_collection(connection=self.connection(), **query)
+            ]
 
         return self.call("list SnapMirror relationships", get)
 
@@ -237,8 +240,9 @@ class OntapClient:
 
         def get() -> dict[str, dict]:
             out = {}
-            for job in Job.fast_get_collection(uuid="|".join(uuids), fields="state,message,code",
-                                               connection=self.connection()):
+            for job in Job.fast_get_collection(
+                uuid="|".join(uuids), fields="state,message,code", connection=self.connection()
+            ):
                 rec = job.resource_data
                 out[rec["uuid"]] = rec
             return out
@@ -299,8 +303,13 @@ STEP_DONE: dict[str, Callable[[dict], bool]] = {
     "abort": lambda r: r["transfer_state"] not in RUNNING,
     "wait_transfer": lambda r: r["transfer_state"] not in RUNNING,
 }
-STATE_AFTER = {"paused": "paused", "broken_off": "broken_off", "snapmirrored": "snapmirrored",
-               "updated": "snapmirrored", "reversed": "snapmirrored"}
+STATE_AFTER = {
+    "paused": "paused",
+    "broken_off": "broken_off",
+    "snapmirrored": "snapmirrored",
+    "updated": "snapmirrored",
+    "reversed": "snapmirrored",
+}
 
 
 class Refusal(Exception):
@@ -338,8 +347,16 @@ class Work:
 class SnapmirrorDriver:
     """Plans and drives many relationships of one cluster to one target state."""
 
-    def __init__(self, client: OntapClient, target: str, transfer_running: str = "wait", force: bool = False,
-                 update_max_lag: int = 0, timeout: float = 600.0, poll_max: float = 1.0) -> None:
+    def __init__(
+        self,
+        client: OntapClient,
+        target: str,
+        transfer_running: str = "wait",
+        force: bool = False,
+        update_max_lag: int = 0,
+        timeout: float = 600.0,
+        poll_max: float = 1.0,
+    ) -> None:
         if target not in TARGETS:
             raise OntapError(f"unknown target state {target!r}; expected one of {', '.join(TARGETS)}")
         self.client = client
@@ -360,8 +377,10 @@ class SnapmirrorDriver:
             if ":" not in path:
                 raise OntapError(f"relationship {path!r} is not a destination path of the form svm:volume")
             if path.split(":", 1)[0] not in svms:
-                raise OntapError(f"destination {path} is not on cluster {cluster} (its SVMs: {', '.join(svms)}); "
-                                 "connect to the destination cluster")
+                raise OntapError(
+                    f"destination {path} is not on cluster {cluster} (its SVMs: {', '.join(svms)}); "
+                    "connect to the destination cluster"
+                )
         if svm is not None and svm not in svms:
             raise OntapError(f"SVM {svm} is not on cluster {cluster} (its SVMs: {', '.join(svms)})")
         rels = self.client.relationships()
@@ -372,12 +391,16 @@ class SnapmirrorDriver:
             wanted = list(dict.fromkeys(destinations))
         else:
             pat = pattern or "*"
-            names = [p for p in list(by_dst) + list(rev_by_src)
-                     if p.split(":", 1)[0] == svm and fnmatch.fnmatchcase(p.split(":", 1)[1], pat)]
+            names = [
+                p
+                for p in list(by_dst) + list(rev_by_src)
+                if p.split(":", 1)[0] == svm and fnmatch.fnmatchcase(p.split(":", 1)[1], pat)
+            ]
             wanted = list(dict.fromkeys(names))
             if not wanted:
-                raise OntapError(f"no SnapMirror relationship on cluster {cluster} has a destination in SVM "
-                                 f"{svm} matching {pat!r}")
+                raise OntapError(
+                    f"no SnapMirror relationship on cluster {cluster} has a destination in SVM {svm} matching {pat!r}"
+                )
         works, problems = [], []
         for path in wanted:
             rel, rev = by_dst.get(path), rev_by_src.get(path)
@@ -398,8 +421,9 @@ class SnapmirrorDriver:
         if target == "reversed" and rev is not None and rel is None:
             if rev["state"] == "snapmirrored" and rev["transfer_state"] not in RUNNING:
                 return Work(rev, [], rev)
-            raise Refusal(f"already reversed, but the reverse relationship is {rev['state']}; drive it on "
-                          "the other cluster")
+            raise Refusal(
+                f"already reversed, but the reverse relationship is {rev['state']}; drive it on the other cluster"
+            )
         if rel is None:
             raise Refusal("no relationship with this destination")
         state, running = rel["state"], rel["transfer_state"] in RUNNING
@@ -420,8 +444,9 @@ class SnapmirrorDriver:
                 raise Refusal(f"relationship is unhealthy ({reasons}); set force=true to go ahead")
 
         if state == "uninitialized" and target not in ("snapmirrored",):
-            raise Refusal(f"relationship is uninitialized; cannot reach {target} (initialize it with "
-                          "state=snapmirrored first)")
+            raise Refusal(
+                f"relationship is uninitialized; cannot reach {target} (initialize it with state=snapmirrored first)"
+            )
         if target == "paused":
             if state == "paused":
                 return Work(rel, [])
@@ -451,8 +476,10 @@ class SnapmirrorDriver:
             return Work(rel, ["wait_transfer", "update"] if running else ["update"])
         # reversed
         if state == "snapmirrored" and not self.force:
-            raise Refusal("relationship is still snapmirrored; break it first (or set force=true after "
-                          "stopping writes and a final update)")
+            raise Refusal(
+                "relationship is still snapmirrored; break it first (or set force=true after "
+                "stopping writes and a final update)"
+            )
         if state not in ("broken_off", "snapmirrored"):
             raise Refusal(f"relationship is {state}; only a broken_off relationship can be reversed")
         if running:
@@ -538,9 +565,11 @@ class SnapmirrorDriver:
             if time.monotonic() >= deadline:
                 for w in works:
                     if w.active:
-                        w.error = (f"timed out after {self.timeout:g} s waiting for step {w.step} "
-                                   f"(state {w.rel.get('state')}, transfer {w.rel.get('transfer_state')})"
-                                   + (f"; last poll error: {w.rel['poll_error']}" if w.rel.get("poll_error") else ""))
+                        w.error = (
+                            f"timed out after {self.timeout:g} s waiting for step {w.step} "
+                            f"(state {w.rel.get('state')}, transfer {w.rel.get('transfer_state')})"
+                            + (f"; last poll error: {w.rel['poll_error']}" if w.rel.get("poll_error") else "")
+                        )
                         w.finished = time.monotonic()
                 break
             time.sleep(interval)
@@ -553,8 +582,11 @@ class SnapmirrorDriver:
         active = [w for w in works if w.active and w.launched]
         try:
             rels = {r["uuid"]: r for r in self.client.relationships()}
-            revs = ({r["uuid"]: r for r in self.client.relationships(source_side=True)}
-                    if any(w.step == "reverse" for w in active) else {})
+            revs = (
+                {r["uuid"]: r for r in self.client.relationships(source_side=True)}
+                if any(w.step == "reverse" for w in active)
+                else {}
+            )
             jobs = self.client.jobs([w.job for w in active if w.job])
         except OntapError as exc:
             # A poll that fails is retried until the deadline; the last error is kept.
@@ -592,7 +624,8 @@ class SnapmirrorDriver:
             "actions": [s for s in steps if s != "wait_transfer"],
             "changed": changed,
             "state_before": before["state"],
-            "state_after": (STATE_AFTER[self.target] if steps else before["state"]) if check_mode
+            "state_after": (STATE_AFTER[self.target] if steps else before["state"])
+            if check_mode
             else (rel or {}).get("state"),
             "healthy": (rel or before).get("healthy"),
             "lag_seconds_before": before.get("lag_seconds"),

@@ -227,6 +227,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils._ontap import (
     HAS_NETAPP_ONTAP,
     NETAPP_ONTAP_IMPORT_ERROR,
@@ -256,8 +257,13 @@ def argument_spec() -> dict:
 
 def client_from_params(params: dict) -> OntapClient:
     return OntapClient(
-        params["hostname"], params["username"], params["password"], port=params["port"],
-        validate_certs=params["validate_certs"], ca_path=params["ca_path"], timeout=params["timeout"],
+        params["hostname"],
+        params["username"],
+        params["password"],
+        port=params["port"],
+        validate_certs=params["validate_certs"],
+        ca_path=params["ca_path"],
+        timeout=params["timeout"],
         max_workers=params["max_workers"],
     )
 
@@ -265,8 +271,13 @@ def client_from_params(params: dict) -> OntapClient:
 class SnapmirrorRunner:
     """Read, plan, apply unless in check mode, report."""
 
-    def __init__(self, params: dict, check_mode: bool, diff: bool,
-                 client_factory: Callable[[dict], OntapClient] = client_from_params) -> None:
+    def __init__(
+        self,
+        params: dict,
+        check_mode: bool,
+        diff: bool,
+        client_factory: Callable[[dict], OntapClient] = client_from_params,
+    ) -> None:
         self.params = params
         self.check_mode = check_mode
         self.diff = diff
@@ -278,8 +289,14 @@ class SnapmirrorRunner:
             raise OntapError("wait_timeout must be positive, max_workers at least 1, update_max_lag not negative")
         client = self.client_factory(p)
         try:
-            driver = SnapmirrorDriver(client, p["state"], transfer_running=p["transfer_running"], force=p["force"],
-                                      update_max_lag=p["update_max_lag"], timeout=p["wait_timeout"])
+            driver = SnapmirrorDriver(
+                client,
+                p["state"],
+                transfer_running=p["transfer_running"],
+                force=p["force"],
+                update_max_lag=p["update_max_lag"],
+                timeout=p["wait_timeout"],
+            )
             start = time.monotonic()
             cluster = client.cluster().get("name", p["hostname"])
             works = driver.select(p["relationships"], p["svm"], p["volume_pattern"])
@@ -303,15 +320,19 @@ class SnapmirrorRunner:
         failed = [r for r in results if r.get("error")]
         if failed:
             result["failed_relationships"] = [r["destination"] for r in failed]
-            result["msg"] = (f"{len(failed)} of {len(results)} relationships did not reach {p['state']}: "
-                             + "; ".join(f"{r['destination']}: {r['error']}" for r in failed))
+            result["msg"] = f"{len(failed)} of {len(results)} relationships did not reach {p['state']}: " + "; ".join(
+                f"{r['destination']}: {r['error']}" for r in failed
+            )
         return result
 
 
 def main() -> None:
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True,
-                           mutually_exclusive=[("relationships", "svm")],
-                           required_one_of=[("relationships", "svm")])
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        supports_check_mode=True,
+        mutually_exclusive=[("relationships", "svm")],
+        required_one_of=[("relationships", "svm")],
+    )
     if not HAS_NETAPP_ONTAP:
         module.fail_json(msg=missing_required_lib("netapp-ontap"), exception=NETAPP_ONTAP_IMPORT_ERROR)
     try:

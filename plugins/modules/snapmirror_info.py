@@ -173,6 +173,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils._ontap import (
     HAS_NETAPP_ONTAP,
     NETAPP_ONTAP_IMPORT_ERROR,
@@ -198,8 +199,13 @@ def argument_spec() -> dict:
 
 def client_from_params(params: dict) -> OntapClient:
     return OntapClient(
-        params["hostname"], params["username"], params["password"], port=params["port"],
-        validate_certs=params["validate_certs"], ca_path=params["ca_path"], timeout=params["timeout"],
+        params["hostname"],
+        params["username"],
+        params["password"],
+        port=params["port"],
+        validate_certs=params["validate_certs"],
+        ca_path=params["ca_path"],
+        timeout=params["timeout"],
     )
 
 
@@ -220,8 +226,9 @@ def gather(params: dict, client: OntapClient) -> dict[str, Any]:
     for r in rels:
         by_state[r["state"]] = by_state.get(r["state"], 0) + 1
     max_lag = params["max_lag"]
-    lagging = [] if max_lag is None else [
-        r[key] for r in rels if r["lag_seconds"] is None or r["lag_seconds"] > max_lag]
+    lagging = (
+        [] if max_lag is None else [r[key] for r in rels if r["lag_seconds"] is None or r["lag_seconds"] > max_lag]
+    )
     unhealthy = [r[key] for r in rels if r["healthy"] is False]
     return {
         "changed": False,
@@ -244,12 +251,19 @@ def verdict(params: dict, result: dict) -> str | None:
     """The failure message, if the caller's thresholds are not met."""
     problems = []
     if params["fail_on_lag"] and result["lagging"]:
-        problems.append(f"{len(result['lagging'])} relationships lag more than {params['max_lag']} s: "
-                        + ", ".join(result["lagging"]))
+        problems.append(
+            f"{len(result['lagging'])} relationships lag more than {params['max_lag']} s: "
+            + ", ".join(result["lagging"])
+        )
     if params["require_healthy"] and result["unhealthy"]:
-        problems.append(f"{len(result['unhealthy'])} relationships are unhealthy: " + ", ".join(
-            f"{r['destination']} ({'; '.join(r['unhealthy_reasons']) or 'no reason given'})"
-            for r in result["relationships"] if r["healthy"] is False))
+        problems.append(
+            f"{len(result['unhealthy'])} relationships are unhealthy: "
+            + ", ".join(
+                f"{r['destination']} ({'; '.join(r['unhealthy_reasons']) or 'no reason given'})"
+                for r in result["relationships"]
+                if r["healthy"] is False
+            )
+        )
     return "; ".join(problems) or None
 
 

@@ -44,23 +44,44 @@ def healed(pair: EmulatorPair):
         pair.admin(emu, "DELETE", "faults")
 
 
-def play(pair: EmulatorPair, tasks: list[dict], cluster: str = "dc2", check: bool = False,
-         diff: bool = False) -> dict[str, Any]:
+def play(
+    pair: EmulatorPair, tasks: list[dict], cluster: str = "dc2", check: bool = False, diff: bool = False
+) -> dict[str, Any]:
     """Run tasks on localhost; returns {task name: result} from the json callback."""
     emu = pair.dc2 if cluster == "dc2" else pair.dc1
-    playbook = [{
-        "hosts": "localhost",
-        "gather_facts": False,
-        "module_defaults": {"group/mailops.zimbra_geo.zimbra_geo": {
-            "hostname": "127.0.0.1", "port": emu.port, "password": pair.password, "ca_path": str(pair.ca)}},
-        "tasks": tasks,
-    }]
+    playbook = [
+        {
+            "hosts": "localhost",
+            "gather_facts": False,
+            "module_defaults": {
+                "group/mailops.zimbra_geo.zimbra_geo": {
+                    "hostname": "127.0.0.1",
+                    "port": emu.port,
+                    "password": pair.password,
+                    "ca_path": str(pair.ca),
+                }
+            },
+            "tasks": tasks,
+        }
+    ]
     path = pair.workdir / f"play-{time.monotonic_ns()}.yml"
     path.write_text(yaml.safe_dump(playbook))
-    env = dict(os.environ, ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json", ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-               ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"))
-    argv = ["ansible-playbook", "-i", "localhost,", "-c", "local", str(path),
-            "-e", f"ansible_python_interpreter={sys.executable}"]
+    env = dict(
+        os.environ,
+        ANSIBLE_STDOUT_CALLBACK="ansible.builtin.json",
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".collections"),
+    )
+    argv = [
+        "ansible-playbook",
+        "-i",
+        "localhost,",
+        "-c",
+        "local",
+        str(path),
+        "-e",
+        f"ansible_python_interpreter={sys.executable}",
+    ]
     if check:
         argv.append("--check")
     if diff:
@@ -117,7 +138,8 @@ def test_planned_failover_data_and_reverse(pair: EmulatorPair) -> None:
     assert res["changed"] is True and all(r["actions"] == ["update"] for r in res["relationships"])
     after_check = rest_state(pair)
     assert {p: r["transfer"]["uuid"] for p, r in after_check.items()} == {
-        p: r["transfer"]["uuid"] for p, r in before.items()}
+        p: r["transfer"]["uuid"] for p, r in before.items()
+    }
 
     res = play(pair, [sm("update", svm="svm_dc2", state="updated")])["update"]
     assert not res.get("failed"), res
@@ -156,7 +178,8 @@ def test_planned_failover_data_and_reverse(pair: EmulatorPair) -> None:
     assert not res.get("failed"), res
     dc1 = rest_state(pair, "dc1")
     assert {p: (r["state"], r["source"]["path"]) for p, r in dc1.items()} == {
-        f"svm_dc1:{v}": ("snapmirrored", f"svm_dc2:{v}") for v in VOLUMES}
+        f"svm_dc1:{v}": ("snapmirrored", f"svm_dc2:{v}") for v in VOLUMES
+    }
     assert rest_state(pair, "dc2") == {}
     for v in VOLUMES:
         # dc1 now mirrors dc2: the standby's writes are there, dc1's unreplicated write is gone.
@@ -166,8 +189,11 @@ def test_planned_failover_data_and_reverse(pair: EmulatorPair) -> None:
     assert again["changed"] is False, again
 
     # And back to the original direction: break on dc1, reverse from dc1.
-    res = play(pair, [sm("break", svm="svm_dc1", state="broken_off"),
-                      sm("reverse", svm="svm_dc1", state="reversed")], cluster="dc1")
+    res = play(
+        pair,
+        [sm("break", svm="svm_dc1", state="broken_off"), sm("reverse", svm="svm_dc1", state="reversed")],
+        cluster="dc1",
+    )
     assert not res["break"].get("failed") and not res["reverse"].get("failed"), res
     assert {p: r["state"] for p, r in rest_state(pair).items()} == dict.fromkeys(DSTS, "snapmirrored")
 
@@ -179,29 +205,45 @@ def test_check_mode_and_diff_change_nothing(pair: EmulatorPair) -> None:
     assert res["diff"]["after"] == dict.fromkeys(DSTS[:2], "paused")
     assert {p: r["state"] for p, r in rest_state(pair).items()} == {p: r["state"] for p, r in before.items()}
     jobs = pair.api(pair.dc2, "GET", "cluster/jobs", params={"fields": "description,start_time"}).json()
-    assert not [j for j in jobs["records"] if j["description"] == "SnapMirror quiesce"
-                and j["start_time"] >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 2))]
+    assert not [
+        j
+        for j in jobs["records"]
+        if j["description"] == "SnapMirror quiesce"
+        and j["start_time"] >= time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(time.time() - 2))
+    ]
 
 
 def test_pause_resume_idempotent(pair: EmulatorPair) -> None:
-    res = play(pair, [sm("pause", relationships=DSTS[:1], state="paused"),
-                      sm("pause again", relationships=DSTS[:1], state="paused"),
-                      sm("resume", relationships=DSTS[:1], state="snapmirrored"),
-                      sm("resume again", relationships=DSTS[:1], state="snapmirrored")])
+    res = play(
+        pair,
+        [
+            sm("pause", relationships=DSTS[:1], state="paused"),
+            sm("pause again", relationships=DSTS[:1], state="paused"),
+            sm("resume", relationships=DSTS[:1], state="snapmirrored"),
+            sm("resume again", relationships=DSTS[:1], state="snapmirrored"),
+        ],
+    )
     assert [res[k]["changed"] for k in ("pause", "pause again", "resume", "resume again")] == [
-        True, False, True, False], res
+        True,
+        False,
+        True,
+        False,
+    ], res
     assert res["resume"]["relationships"][0]["actions"] == ["resume"]
     assert rest_state(pair)[DSTS[0]]["state"] == "snapmirrored"
 
 
 def test_bad_input_refused_before_any_change(pair: EmulatorPair) -> None:
     before = rest_state(pair)
-    res = play(pair, [
-        sm("unknown", relationships=[DSTS[0], "svm_dc2:nope"], state="broken_off"),
-        sm("wrong cluster", relationships=["svm_dc1:mbox1_db"], state="broken_off"),
-        sm("bad credentials", relationships=DSTS[:1], state="paused", password="wrong"),
-        sm("reverse live", relationships=DSTS[:1], state="reversed"),
-    ])
+    res = play(
+        pair,
+        [
+            sm("unknown", relationships=[DSTS[0], "svm_dc2:nope"], state="broken_off"),
+            sm("wrong cluster", relationships=["svm_dc1:mbox1_db"], state="broken_off"),
+            sm("bad credentials", relationships=DSTS[:1], state="paused", password="wrong"),
+            sm("reverse live", relationships=DSTS[:1], state="reversed"),
+        ],
+    )
     assert "svm_dc2:nope" in res["unknown"]["msg"] and "nothing was changed" in res["unknown"]["msg"]
     assert "not on cluster dc2-ontap" in res["wrong cluster"]["msg"]
     assert "refused the credentials" in res["bad credentials"]["msg"]
@@ -214,8 +256,12 @@ def test_faults(pair: EmulatorPair) -> None:
     """Each fault through ansible-playbook once (a failing job); the rest through the module's
     runner in this process, to keep the suite fast."""
     # A failing job: the module reports the job's message and the relationship stays put.
-    pair.admin(pair.dc2, "POST", "faults", json={"type": "job_failure", "match": DSTS[0],
-                                                 "message": "Injected: quiesce failed."})
+    pair.admin(
+        pair.dc2,
+        "POST",
+        "faults",
+        json={"type": "job_failure", "match": DSTS[0], "message": "Injected: quiesce failed."},
+    )
     res = play(pair, [sm("pause", relationships=DSTS[:2], state="paused")])["pause"]
     assert res["failed"] and res["failed_relationships"] == [DSTS[0]]
     assert "Injected: quiesce failed." in res["msg"]
@@ -231,10 +277,16 @@ def test_faults(pair: EmulatorPair) -> None:
     pair.admin(pair.dc2, "DELETE", "faults")
 
     # Unhealthy: refused without force; with force the resume goes ahead.
-    pair.admin(pair.dc2, "POST", "faults", json={"type": "unhealthy", "match": DSTS[1],
-                                                 "message": "Injected: source unreachable."})
-    res = {"resume": inproc(pair, relationships=DSTS[1:2], state="snapmirrored"),
-           "forced": inproc(pair, relationships=DSTS[1:2], state="snapmirrored", force=True)}
+    pair.admin(
+        pair.dc2,
+        "POST",
+        "faults",
+        json={"type": "unhealthy", "match": DSTS[1], "message": "Injected: source unreachable."},
+    )
+    res = {
+        "resume": inproc(pair, relationships=DSTS[1:2], state="snapmirrored"),
+        "forced": inproc(pair, relationships=DSTS[1:2], state="snapmirrored", force=True),
+    }
     assert res["resume"]["failed"] and "Injected: source unreachable." in res["resume"]["msg"]
     assert not res["forced"].get("failed") and res["forced"]["changed"]
     pair.admin(pair.dc2, "DELETE", "faults")
@@ -243,8 +295,10 @@ def test_faults(pair: EmulatorPair) -> None:
     pair.admin(pair.dc2, "POST", "faults", json={"type": "transfer_running", "match": DSTS[2]})
     rel = rest_state(pair)[DSTS[2]]
     pair.api(pair.dc2, "POST", f"snapmirror/relationships/{rel['uuid']}/transfers", json={}).raise_for_status()
-    res = {"fail": inproc(pair, relationships=DSTS[2:3], state="broken_off", transfer_running="fail"),
-           "abort": inproc(pair, relationships=DSTS[2:3], state="broken_off", transfer_running="abort")}
+    res = {
+        "fail": inproc(pair, relationships=DSTS[2:3], state="broken_off", transfer_running="fail"),
+        "abort": inproc(pair, relationships=DSTS[2:3], state="broken_off", transfer_running="abort"),
+    }
     assert res["fail"]["failed"] and "transfer is running" in res["fail"]["msg"]
     assert not res["abort"].get("failed"), res["abort"]
     assert res["abort"]["relationships"][0]["actions"] == ["abort", "quiesce", "break"]
@@ -284,8 +338,7 @@ def test_faults(pair: EmulatorPair) -> None:
 
 def test_info_and_rpo(pair: EmulatorPair) -> None:
     info = {"name": "info", "mailops.zimbra_geo.snapmirror_info": {"svm": "svm_dc2"}, "ignore_errors": True}
-    rpo = {"name": "rpo", "mailops.zimbra_geo.snapmirror_info": {"svm": "svm_dc2", "max_lag": 0},
-           "ignore_errors": True}
+    rpo = {"name": "rpo", "mailops.zimbra_geo.snapmirror_info": {"svm": "svm_dc2", "max_lag": 0}, "ignore_errors": True}
     time.sleep(1.1)  # age the exported snapshots past the 0 s RPO
     res = play(pair, [info, rpo])
     direct = rest_state(pair)

@@ -26,9 +26,13 @@ def rest(inv: dict, site: str, path: str, **params: str) -> dict:
     c = inv["zimbra_geo_ontap_clusters"][site]
     s = requests.Session()
     s.trust_env = False
-    resp = s.get(f"https://{c['hostname']}:{c['port']}/api/{path}", params=params,
-                 auth=(inv["zimbra_geo_ontap_username"], inv["zimbra_geo_ontap_password"]),
-                 verify=inv["zimbra_geo_ca_path"], timeout=10)
+    resp = s.get(
+        f"https://{c['hostname']}:{c['port']}/api/{path}",
+        params=params,
+        auth=(inv["zimbra_geo_ontap_username"], inv["zimbra_geo_ontap_password"]),
+        verify=inv["zimbra_geo_ca_path"],
+        timeout=10,
+    )
     resp.raise_for_status()
     return resp.json()
 
@@ -70,10 +74,13 @@ def test_disaster_break_with_the_primary_site_cut(lab: Any, ontap: dict, tmp_pat
     assert update["failed"] and "unreachable" in update["msg"]
     broken = drive(lab, "broken_off", tmp_path)
     assert not broken.get("failed"), broken
-    assert all(r["actions"] == ["quiesce", "break"] and r["lag_at_break_seconds"] is not None
-               for r in broken["relationships"])
-    states = {r["destination"]["path"]: r["state"] for r in
-              rest(ontap, "dc2", "snapmirror/relationships", fields="state")["records"]}
+    assert all(
+        r["actions"] == ["quiesce", "break"] and r["lag_at_break_seconds"] is not None for r in broken["relationships"]
+    )
+    states = {
+        r["destination"]["path"]: r["state"]
+        for r in rest(ontap, "dc2", "snapmirror/relationships", fields="state")["records"]
+    }
     assert set(states.values()) == {"broken_off"} and len(states) == len(broken["relationships"])
 
 
@@ -82,8 +89,9 @@ def test_a_mounted_destination_is_read_only_until_break(lab: Any, ontap: dict, t
     lab.host_run("dc2-mbox1", ["mkdir", "-p", "/mnt/zg-test-db"])
     lab.host_run("dc2-mbox1", ["mount", "--bind", src, "/mnt/zg-test-db"])
     try:
-        denied = lab.host_run("dc2-mbox1", ["sh", "-c", "echo x > /mnt/zg-test-db/probe"], check=False,
-                              capture_output=True, text=True)
+        denied = lab.host_run(
+            "dc2-mbox1", ["sh", "-c", "echo x > /mnt/zg-test-db/probe"], check=False, capture_output=True, text=True
+        )
         assert denied.returncode != 0 and "not permitted" in denied.stderr
         assert not drive(lab, "broken_off", tmp_path).get("failed")
         lab.host_run("dc2-mbox1", ["sh", "-c", "echo x > /mnt/zg-test-db/probe"])

@@ -37,15 +37,33 @@ class LocalPeer:
 def clusters(tmp_path: Path):
     vols = ("v1", "v2", "v3")
     made: dict[str, Cluster] = {}
-    made["dc1"] = Cluster("dc1-ontap", "svm_dc1", tmp_path / "san", tmp_path / "dc1",
-                          {"volumes": [{"name": v} for v in vols], "latencies": FAST},
-                          peers={"svm_dc2": LocalPeer(lambda: made["dc2"])})
-    made["dc2"] = Cluster("dc2-ontap", "svm_dc2", tmp_path / "san", tmp_path / "dc2",
-                          {"volumes": [{"name": v, "type": "dp"} for v in vols], "latencies": FAST,
-                           "relationships": [{"source": f"svm_dc1:{v}", "destination": f"svm_dc2:{v}",
-                                              "state": "uninitialized" if v == "v3" else "snapmirrored"}
-                                             for v in vols]},
-                          peers={"svm_dc1": LocalPeer(lambda: made["dc1"])})
+    made["dc1"] = Cluster(
+        "dc1-ontap",
+        "svm_dc1",
+        tmp_path / "san",
+        tmp_path / "dc1",
+        {"volumes": [{"name": v} for v in vols], "latencies": FAST},
+        peers={"svm_dc2": LocalPeer(lambda: made["dc2"])},
+    )
+    made["dc2"] = Cluster(
+        "dc2-ontap",
+        "svm_dc2",
+        tmp_path / "san",
+        tmp_path / "dc2",
+        {
+            "volumes": [{"name": v, "type": "dp"} for v in vols],
+            "latencies": FAST,
+            "relationships": [
+                {
+                    "source": f"svm_dc1:{v}",
+                    "destination": f"svm_dc2:{v}",
+                    "state": "uninitialized" if v == "v3" else "snapmirrored",
+                }
+                for v in vols
+            ],
+        },
+        peers={"svm_dc1": LocalPeer(lambda: made["dc1"])},
+    )
     yield made
     for c in made.values():
         c.close()
@@ -101,7 +119,8 @@ def test_filters_fields_and_paging(dc2: Any) -> None:
 def test_error_shapes(dc2: Any) -> None:
     resp = api(dc2, "GET", "snapmirror/relationships/nope")
     assert resp.status_code == 404 and resp.get_json() == {
-        "error": {"message": "entry doesn't exist", "code": "4", "target": "uuid"}}
+        "error": {"message": "entry doesn't exist", "code": "4", "target": "uuid"}
+    }
     resp = api(dc2, "GET", "snapmirror/relationships", query_string={"return_timeout": "121"})
     assert resp.status_code == 400 and resp.get_json()["error"]["code"] == "262197"
     uuid = rel(dc2, "svm_dc2:v3")["uuid"]
@@ -162,8 +181,16 @@ def test_break_makes_rw_and_resync_discards_newer_data(clusters: dict[str, Clust
 def test_flexclone_of_a_destination(clusters: dict[str, Cluster], dc2: Any) -> None:
     clusters["dc2"].marker.set(clusters["dc2"].volume_path("v1"), False)
     (clusters["dc2"].volume_path("v1") / "mail.db").write_text("db")
-    resp = api(dc2, "POST", "storage/volumes", json={"name": "v1_clone", "svm": {"name": "svm_dc2"},
-                                                     "clone": {"is_flexclone": True, "parent_volume": {"name": "v1"}}})
+    resp = api(
+        dc2,
+        "POST",
+        "storage/volumes",
+        json={
+            "name": "v1_clone",
+            "svm": {"name": "svm_dc2"},
+            "clone": {"is_flexclone": True, "parent_volume": {"name": "v1"}},
+        },
+    )
     assert resp.status_code == 202 and resp.headers["Location"].startswith("/api/storage/volumes/")
     until((clusters["dc2"].volume_path("v1_clone") / "mail.db").exists)
     vol = dc2.get(resp.headers["Location"] + "?fields=*", headers=AUTH).get_json()
@@ -189,7 +216,8 @@ def test_faults_and_latencies(clusters: dict[str, Cluster], dc2: Any) -> None:
     until(lambda: api(dc2, "GET", f"cluster/jobs/{job['uuid']}").status_code == 404)
     dc2.post("/x-lab/reset", **admin)
     assert rel(dc2, "svm_dc2:v1")["state"] == "snapmirrored" and dc2.get("/x-lab/faults", **admin).get_json() == {
-        "faults": []}
+        "faults": []
+    }
 
 
 def test_reverse_moves_the_relationship(clusters: dict[str, Cluster], dc2: Any) -> None:
@@ -198,11 +226,21 @@ def test_reverse_moves_the_relationship(clusters: dict[str, Cluster], dc2: Any) 
     api(dc2, "PATCH", f"snapmirror/relationships/{uuid}", json={"state": "broken_off"})
     until(lambda: rel(dc2, "svm_dc2:v1")["state"] == "broken_off")
     (clusters["dc2"].volume_path("v1") / "standby.txt").write_text("new on dc2")
-    resp = api(dc2, "PATCH", f"snapmirror/relationships/{uuid}", json={
-        "source": {"path": "svm_dc2:v1"}, "destination": {"path": "svm_dc1:v1"}, "state": "snapmirrored"})
+    resp = api(
+        dc2,
+        "PATCH",
+        f"snapmirror/relationships/{uuid}",
+        json={"source": {"path": "svm_dc2:v1"}, "destination": {"path": "svm_dc1:v1"}, "state": "snapmirrored"},
+    )
     assert resp.status_code == 202
-    until(lambda: api(dc1, "GET", f"snapmirror/relationships/{uuid}", query_string={"fields": "state"})
-          .get_json().get("state") == "snapmirrored")
+    until(
+        lambda: (
+            api(dc1, "GET", f"snapmirror/relationships/{uuid}", query_string={"fields": "state"})
+            .get_json()
+            .get("state")
+            == "snapmirrored"
+        )
+    )
     assert (clusters["dc1"].volume_path("v1") / "standby.txt").read_text() == "new on dc2"
     assert api(dc2, "GET", f"snapmirror/relationships/{uuid}").status_code == 404
     side = api(dc2, "GET", "snapmirror/relationships", query_string={"list_destinations_only": "true"}).get_json()
@@ -221,8 +259,15 @@ def test_the_netapp_ontap_library_drives_the_emulator(tmp_path: Path) -> None:
     )
 
     with EmulatorPair(tmp_path) as pair:
-        conn = HostConnection("127.0.0.1", port=pair.dc2.port, username="admin", password=pair.password,
-                              verify=str(pair.ca), poll_interval=1, poll_timeout=20)
+        conn = HostConnection(
+            "127.0.0.1",
+            port=pair.dc2.port,
+            username="admin",
+            password=pair.password,
+            verify=str(pair.ca),
+            poll_interval=1,
+            poll_timeout=20,
+        )
         conn.session.trust_env = False
         with conn:
             info = OntapCluster()
@@ -240,8 +285,11 @@ def test_the_netapp_ontap_library_drives_the_emulator(tmp_path: Path) -> None:
             assert resp.http_response.json()["state"] == "success"  # the job, followed to its end
             jobs = list(Job.get_collection(fields="state,message"))
             assert jobs and {j.state for j in jobs} <= {"success", "running", "queued"}
-            clone = Volume(name="clone1", svm={"name": "svm_dc2"},
-                           clone={"is_flexclone": True, "parent_volume": {"name": "mbox1_db"}})
+            clone = Volume(
+                name="clone1",
+                svm={"name": "svm_dc2"},
+                clone={"is_flexclone": True, "parent_volume": {"name": "mbox1_db"}},
+            )
             clone.post(poll=True)
             clone.get(fields="type,clone")
             assert clone.type == "rw" and clone.clone.is_flexclone is True

@@ -52,9 +52,15 @@ class FakeLab:
         self.dir = root
         self.topology = {"ontap": {"latencies": {"job_start": 0.01, "transition": 0.05, "transfer_min": 0.05}}}
         self.ca = FakeCA(root)
-        self.hosts = {h.name: h for h in (
-            FakeHost("dc1-ontap", "dc1", root), FakeHost("dc2-ontap", "dc2", root),
-            FakeHost("dc1-mbox1", "dc1", root), FakeHost("dc2-mbox1", "dc2", root))}
+        self.hosts = {
+            h.name: h
+            for h in (
+                FakeHost("dc1-ontap", "dc1", root),
+                FakeHost("dc2-ontap", "dc2", root),
+                FakeHost("dc1-mbox1", "dc1", root),
+                FakeHost("dc2-mbox1", "dc2", root),
+            )
+        }
 
     def secret(self, name: str) -> str:
         return "pw-" + name
@@ -74,8 +80,11 @@ def test_config_and_inventory(lab: FakeLab) -> None:
     cfg = svc.cluster_config(lab, dc2)
     assert [v["name"] for v in cfg["volumes"]] == ["mbox1_db", "mbox1_index"]
     assert {v["type"] for v in cfg["volumes"]} == {"dp"}
-    assert cfg["relationships"][0] == {"source": "svm_dc1:mbox1_db", "destination": "svm_dc2:mbox1_db",
-                                       "state": "snapmirrored"}
+    assert cfg["relationships"][0] == {
+        "source": "svm_dc1:mbox1_db",
+        "destination": "svm_dc2:mbox1_db",
+        "state": "snapmirrored",
+    }
     assert "relationships" not in svc.cluster_config(lab, lab.hosts["dc1-ontap"])
     inv = svc.OntapService().inventory_vars(lab, dc2)
     assert inv["zimbra_geo_ontap_clusters"]["dc2"]["svm"] == "svm_dc2"

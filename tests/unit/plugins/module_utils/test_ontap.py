@@ -7,6 +7,7 @@ import re
 
 import pytest
 import responses
+
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils._ontap import (
     OntapClient,
     OntapError,
@@ -27,17 +28,31 @@ def client() -> OntapClient:
 
 
 def record(dst: str = "svm_dc2:v1", state: str = "snapmirrored", **extra: object) -> dict:
-    rec = {"uuid": extra.pop("uuid", UUID), "source": {"path": dst.replace("dc2", "dc1")},
-           "destination": {"path": dst}, "state": state, "healthy": True, "lag_time": "PT0H0M3S",
-           "transfer": {"uuid": "t-0", "state": "success", "bytes_transferred": 0}}
+    rec = {
+        "uuid": extra.pop("uuid", UUID),
+        "source": {"path": dst.replace("dc2", "dc1")},
+        "destination": {"path": dst},
+        "state": state,
+        "healthy": True,
+        "lag_time": "PT0H0M3S",
+        "transfer": {"uuid": "t-0", "state": "success", "bytes_transferred": 0},
+    }
     rec.update(extra)
     return rec
 
 
-@pytest.mark.parametrize(("text", "seconds"), [
-    ("PT8H35M42S", 8 * 3600 + 35 * 60 + 42), ("P1DT2H", 93600), ("PT0.5S", 0), ("PT90S", 90),
-    (None, None), ("", None), ("garbage", None),
-])
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [
+        ("PT8H35M42S", 8 * 3600 + 35 * 60 + 42),
+        ("P1DT2H", 93600),
+        ("PT0.5S", 0),
+        ("PT90S", 90),
+        (None, None),
+        ("", None),
+        ("garbage", None),
+    ],
+)
 def test_parse_duration(text: str | None, seconds: int | None) -> None:
     assert parse_duration(text) == seconds
 
@@ -79,31 +94,48 @@ def test_reverse_swaps_paths() -> None:
     responses.patch(f"{REL_URL}/{UUID}", json=JOB, status=202)
     client().reverse(UUID, "svm_dc2:v1", "svm_dc1:v1")
     assert json.loads(responses.calls[0].request.body) == {
-        "source": {"path": "svm_dc2:v1"}, "destination": {"path": "svm_dc1:v1"}, "state": "snapmirrored"}
+        "source": {"path": "svm_dc2:v1"},
+        "destination": {"path": "svm_dc1:v1"},
+        "state": "snapmirrored",
+    }
 
 
 @responses.activate
 def test_start_transfer_reads_the_location() -> None:
-    responses.post(f"{REL_URL}/{UUID}/transfers", json=JOB, status=202,
-                   headers={"Location": f"/api/snapmirror/relationships/{UUID}/transfers/t-9"})
+    responses.post(
+        f"{REL_URL}/{UUID}/transfers",
+        json=JOB,
+        status=202,
+        headers={"Location": f"/api/snapmirror/relationships/{UUID}/transfers/t-9"},
+    )
     assert client().start_transfer(UUID) == ("t-9", "job-1")
 
 
 @responses.activate
 def test_jobs_are_read_in_one_call() -> None:
-    responses.get(f"{BASE}/api/cluster/jobs", json={"records": [
-        {"uuid": "a", "state": "success"}, {"uuid": "b", "state": "failure", "message": "no", "code": 1}]})
+    responses.get(
+        f"{BASE}/api/cluster/jobs",
+        json={
+            "records": [
+                {"uuid": "a", "state": "success"},
+                {"uuid": "b", "state": "failure", "message": "no", "code": 1},
+            ]
+        },
+    )
     jobs = client().jobs(["a", "b"])
     assert jobs["b"]["state"] == "failure" and len(responses.calls) == 1
     assert "uuid=a%7Cb" in responses.calls[0].request.url
 
 
 @responses.activate
-@pytest.mark.parametrize(("status", "body", "expect"), [
-    (401, {"error": {"message": "not authorized for that command", "code": "6"}}, "refused the credentials"),
-    (404, {"error": {"message": "entry doesn't exist", "code": "4", "target": "uuid"}}, "code 4"),
-    (400, {"error": {"message": "Cannot change state", "code": "13303818"}}, "Cannot change state"),
-])
+@pytest.mark.parametrize(
+    ("status", "body", "expect"),
+    [
+        (401, {"error": {"message": "not authorized for that command", "code": "6"}}, "refused the credentials"),
+        (404, {"error": {"message": "entry doesn't exist", "code": "4", "target": "uuid"}}, "code 4"),
+        (400, {"error": {"message": "Cannot change state", "code": "13303818"}}, "Cannot change state"),
+    ],
+)
 def test_errors_name_the_cluster(status: int, body: dict, expect: str) -> None:
     responses.patch(f"{REL_URL}/{UUID}", json=body, status=status)
     with pytest.raises(OntapError) as err:
@@ -127,9 +159,18 @@ def test_a_ca_path_wins_over_the_environment(monkeypatch: pytest.MonkeyPatch) ->
 
 # ------------------------------------------------------------------ plans (no HTTP)
 def rel(state: str = "snapmirrored", transfer: str = "success", healthy: bool = True, lag: int = 5) -> dict:
-    return {"uuid": UUID, "source": "svm_dc1:v1", "destination": "svm_dc2:v1", "state": state,
-            "healthy": healthy, "unhealthy_reasons": [] if healthy else ["Injected."], "lag_seconds": lag,
-            "transfer_state": transfer, "transfer_uuid": "t-0", "transfer_bytes": 0}
+    return {
+        "uuid": UUID,
+        "source": "svm_dc1:v1",
+        "destination": "svm_dc2:v1",
+        "state": state,
+        "healthy": healthy,
+        "unhealthy_reasons": [] if healthy else ["Injected."],
+        "lag_seconds": lag,
+        "transfer_state": transfer,
+        "transfer_uuid": "t-0",
+        "transfer_bytes": 0,
+    }
 
 
 PLANS = [
@@ -181,7 +222,9 @@ def test_unhealthy_needs_force(target: str) -> None:
 def test_break_of_unhealthy_is_allowed() -> None:
     # A disaster break: the source is gone, the relationship is unhealthy, the break must go.
     assert SnapmirrorDriver(None, "broken_off").plan(rel("snapmirrored", healthy=False), None).steps == [  # type: ignore[arg-type]
-        "quiesce", "break"]
+        "quiesce",
+        "break",
+    ]
 
 
 def test_already_reversed_is_a_no_op() -> None:
@@ -221,8 +264,14 @@ class ScriptedCluster:
 
     def jobs(self, uuids: list[str]) -> dict:
         self.calls.append(("jobs", len(uuids)))
-        return {u: {"uuid": u, "state": "failure" if u.split(":")[1] in self.fail_job else "success",
-                    "message": "Injected."} for u in uuids}
+        return {
+            u: {
+                "uuid": u,
+                "state": "failure" if u.split(":")[1] in self.fail_job else "success",
+                "message": "Injected.",
+            }
+            for u in uuids
+        }
 
     def set_state(self, uuid: str, state: str, force: bool = False) -> str:
         self.calls.append(("patch", uuid, state))

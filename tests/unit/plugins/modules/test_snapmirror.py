@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import responses
 from ansible.module_utils.testing import patch_module_args
+
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils._ontap import (
     OntapError,
 )
@@ -28,10 +29,18 @@ class Cluster:
     """A scripted destination cluster: records every call, lands states one listing late."""
 
     def __init__(self, state: str = "snapmirrored", lag: str = "PT0H0M7S") -> None:
-        self.rels = {f"u{i}": {"uuid": f"u{i}", "source": {"path": d.replace("dc2", "dc1")},
-                               "destination": {"path": d}, "state": state, "healthy": True, "lag_time": lag,
-                               "transfer": {"uuid": "t0", "state": "success", "bytes_transferred": 0}}
-                     for i, d in enumerate(DSTS)}
+        self.rels = {
+            f"u{i}": {
+                "uuid": f"u{i}",
+                "source": {"path": d.replace("dc2", "dc1")},
+                "destination": {"path": d},
+                "state": state,
+                "healthy": True,
+                "lag_time": lag,
+                "transfer": {"uuid": "t0", "state": "success", "bytes_transferred": 0},
+            }
+            for i, d in enumerate(DSTS)
+        }
         self.landing: dict[str, dict] = {}
         self.changes: list[tuple[str, str, Any]] = []
 
@@ -60,21 +69,39 @@ class Cluster:
         body = json.loads(request.body)
         self.changes.append(("PATCH", uuid, body))
         self.landing[uuid] = {"state": body["state"]}
-        return 202, {}, json.dumps({"job": {"uuid": f"j-{uuid}", "_links": {"self": {"href": f"/api/cluster/jobs/j-{uuid}"}}}})
+        job = {"uuid": f"j-{uuid}", "_links": {"self": {"href": f"/api/cluster/jobs/j-{uuid}"}}}
+        return 202, {}, json.dumps({"job": job})
 
     def post(self, request: Any) -> tuple[int, dict, str]:
         uuid = request.url.split("/relationships/")[1].split("/")[0]
         self.changes.append(("POST", uuid, None))
         self.landing[uuid] = {"transfer": {"uuid": f"t-{uuid}", "state": "success", "bytes_transferred": 42}}
-        return 202, {"Location": f"/api/snapmirror/relationships/{uuid}/transfers/t-{uuid}"}, json.dumps(
-            {"job": {"uuid": f"j-{uuid}", "_links": {"self": {"href": f"/api/cluster/jobs/j-{uuid}"}}}})
+        return (
+            202,
+            {"Location": f"/api/snapmirror/relationships/{uuid}/transfers/t-{uuid}"},
+            json.dumps({"job": {"uuid": f"j-{uuid}", "_links": {"self": {"href": f"/api/cluster/jobs/j-{uuid}"}}}}),
+        )
 
 
 def params(**kw: Any) -> dict:
-    p = {"hostname": "ontap.test", "port": 443, "username": "admin", "password": "secret", "validate_certs": True,
-         "ca_path": None, "timeout": 5.0, "state": "broken_off", "relationships": None, "svm": "svm_dc2",
-         "volume_pattern": "*", "transfer_running": "wait", "force": False, "update_max_lag": 0,
-         "wait_timeout": 10.0, "max_workers": 4}
+    p = {
+        "hostname": "ontap.test",
+        "port": 443,
+        "username": "admin",
+        "password": "secret",
+        "validate_certs": True,
+        "ca_path": None,
+        "timeout": 5.0,
+        "state": "broken_off",
+        "relationships": None,
+        "svm": "svm_dc2",
+        "volume_pattern": "*",
+        "transfer_running": "wait",
+        "force": False,
+        "update_max_lag": 0,
+        "wait_timeout": 10.0,
+        "max_workers": 4,
+    }
     p.update(kw)
     return p
 
@@ -131,12 +158,15 @@ def test_update_within_max_lag_makes_no_call() -> None:
     assert res["changed"] is False and cluster.changes == []
 
 
-@pytest.mark.parametrize(("kw", "message"), [
-    ({"relationships": ["svm_dc2:nope"], "svm": None}, "svm_dc2:nope: no SnapMirror relationship"),
-    ({"relationships": ["svm_dc1:mbox1_db"], "svm": None}, "is not on cluster dc2-ontap"),
-    ({"state": "reversed"}, "break it first"),
-    ({"state": "paused", "wait_timeout": 0}, "wait_timeout must be positive"),
-])
+@pytest.mark.parametrize(
+    ("kw", "message"),
+    [
+        ({"relationships": ["svm_dc2:nope"], "svm": None}, "svm_dc2:nope: no SnapMirror relationship"),
+        ({"relationships": ["svm_dc1:mbox1_db"], "svm": None}, "is not on cluster dc2-ontap"),
+        ({"state": "reversed"}, "break it first"),
+        ({"state": "paused", "wait_timeout": 0}, "wait_timeout must be positive"),
+    ],
+)
 def test_refusals_come_before_any_change(kw: dict, message: str) -> None:
     cluster = Cluster()
     with pytest.raises(OntapError, match=message):
@@ -155,9 +185,21 @@ def test_main_rejects_both_selectors(capsys: pytest.CaptureFixture) -> None:
 
 # ------------------------------------------------------------------ snapmirror_info
 def info_params(**kw: Any) -> dict:
-    p = {"hostname": "ontap.test", "port": 443, "username": "admin", "password": "secret", "validate_certs": True,
-         "ca_path": None, "timeout": 5.0, "svm": None, "relationships": None, "max_lag": None,
-         "fail_on_lag": True, "require_healthy": False, "source_side": False}
+    p = {
+        "hostname": "ontap.test",
+        "port": 443,
+        "username": "admin",
+        "password": "secret",
+        "validate_certs": True,
+        "ca_path": None,
+        "timeout": 5.0,
+        "svm": None,
+        "relationships": None,
+        "max_lag": None,
+        "fail_on_lag": True,
+        "require_healthy": False,
+        "source_side": False,
+    }
     p.update(kw)
     return p
 
@@ -165,15 +207,40 @@ def info_params(**kw: Any) -> dict:
 @responses.activate
 def test_info_reports_lag_health_and_rpo() -> None:
     responses.get(f"{BASE}/api/cluster", json={"name": "dc2-ontap"})
-    responses.get(f"{BASE}/api/snapmirror/relationships", json={"num_records": 3, "records": [
-        {"uuid": "a", "source": {"path": "svm_dc1:a"}, "destination": {"path": "svm_dc2:a"}, "state": "snapmirrored",
-         "healthy": True, "lag_time": "PT5M", "transfer": {"state": "success"}},
-        {"uuid": "b", "source": {"path": "svm_dc1:b"}, "destination": {"path": "svm_dc2:b"}, "state": "snapmirrored",
-         "healthy": False, "unhealthy_reason": [{"code": "13303844", "message": "Transfer failed."}],
-         "lag_time": "P1DT1S", "transfer": {"state": "failed"}},
-        {"uuid": "c", "source": {"path": "svm_dc1:c"}, "destination": {"path": "svm_dc2:c"},
-         "state": "uninitialized", "healthy": True},
-    ]})
+    responses.get(
+        f"{BASE}/api/snapmirror/relationships",
+        json={
+            "num_records": 3,
+            "records": [
+                {
+                    "uuid": "a",
+                    "source": {"path": "svm_dc1:a"},
+                    "destination": {"path": "svm_dc2:a"},
+                    "state": "snapmirrored",
+                    "healthy": True,
+                    "lag_time": "PT5M",
+                    "transfer": {"state": "success"},
+                },
+                {
+                    "uuid": "b",
+                    "source": {"path": "svm_dc1:b"},
+                    "destination": {"path": "svm_dc2:b"},
+                    "state": "snapmirrored",
+                    "healthy": False,
+                    "unhealthy_reason": [{"code": "13303844", "message": "Transfer failed."}],
+                    "lag_time": "P1DT1S",
+                    "transfer": {"state": "failed"},
+                },
+                {
+                    "uuid": "c",
+                    "source": {"path": "svm_dc1:c"},
+                    "destination": {"path": "svm_dc2:c"},
+                    "state": "uninitialized",
+                    "healthy": True,
+                },
+            ],
+        },
+    )
     result, problem = snapmirror_info.run(info_params(max_lag=600, require_healthy=True))
     assert [r["lag_seconds"] for r in result["relationships"]] == [300, 86401, None]
     assert result["lagging"] == ["svm_dc2:b", "svm_dc2:c"] and result["unhealthy"] == ["svm_dc2:b"]
