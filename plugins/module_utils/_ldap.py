@@ -1012,18 +1012,23 @@ def fetch_ids_ldapsearch(uri: str, conn: dict[str, Any], base: str, page_size: i
             with os.fdopen(fd, "w") as handle:  # 0600: the password never shows in argv
                 handle.write(conn.get("bind_pw") or "")
         argv = ldapsearch_command(uri, conn, base, page_size, pw_file, binary)
-        # the whole dump gets 20 times the per-operation timeout
-        proc = subprocess.run(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                              timeout=float(conn.get("timeout") or 30) * 20, check=False)
+        # Output to an unlinked file, read once at the end: ldapsearch writes in small pieces,
+        # and draining a pipe costs this process a poll and a read for each of them.
+        with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+            # the whole dump gets 20 times the per-operation timeout
+            proc = subprocess.run(argv, env=env, stdout=out, stderr=err,
+                                  timeout=float(conn.get("timeout") or 30) * 20, check=False)
+            out.seek(0)
+            err.seek(0)
+            data, stderr = out.read(), err.read().decode("utf-8", "replace").strip()
     except (OSError, subprocess.TimeoutExpired) as exc:
         raise LdapError(f"ldapsearch failed: {exc}", uri, "unreachable") from None
     finally:
         if pw_file:
             os.unlink(pw_file)
-    if proc.returncode not in (0,):
-        stderr = proc.stderr.decode("utf-8", "replace").strip()
+    if proc.returncode != 0:
         raise LdapError(f"ldapsearch exited {proc.returncode}: {stderr}", uri, "unreachable")
-    return parse_ldif_ids(proc.stdout)
+    return parse_ldif_ids(data)
 
 
 def compare_ids(per_master: dict[str, dict[Any, tuple[Any, Any]]], limit: int) -> dict[str, Any]:
