@@ -333,11 +333,13 @@ def _site_whole(site: str, summary: dict | None, endpoints: list, copies: int, r
         for part in ("servers", "nodes", "disks"):
             if s[part]["unhealthy"]:
                 reasons.append(
-                    f"{site}: {len(s[part]['unhealthy'])} of {s[part]['total']} {part} not healthy: {', '.join(map(str, s[part]['unhealthy']))}"
+                    f"{site}: {len(s[part]['unhealthy'])} of {s[part]['total']} {part} not healthy: "
+                    f"{', '.join(map(str, s[part]['unhealthy']))}"
                 )
         if s["nodes"]["healthy"] < copies:
             reasons.append(
-                f"{site}: {s['nodes']['healthy']} healthy nodes cannot hold the {copies} copies each object keeps on this site"
+                f"{site}: {s['nodes']['healthy']} healthy nodes cannot hold the {copies} copies "
+                "each object keeps on this site"
             )
     mine = [e for e in endpoints if e["site"] == site]
     if not mine:
@@ -417,7 +419,8 @@ def verdict(
         answering, total, details = _answering(lost_site, summary, endpoints, supervisor, supervisor_site)
         if total and answering == total:
             reasons.append(
-                f"{lost_site} is not lost: all {total} observed components answer ({'; '.join(details)}); run in planned mode"
+                f"{lost_site} is not lost: all {total} observed components answer ({'; '.join(details)}); "
+                "run in planned mode"
             )
         elif answering:
             split = True

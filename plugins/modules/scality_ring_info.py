@@ -385,6 +385,7 @@ import time
 import uuid
 
 from ansible.module_utils.basic import AnsibleModule, missing_required_lib
+
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils._scality import (
     HAS_REQUESTS,
     REQUESTS_IMPORT_ERROR,
@@ -430,7 +431,10 @@ def validate(p: dict) -> str | None:
     if not sites or len(set(sites)) != len(sites):
         return "sites must name each site once"
     if (p["replication_class"] + 1) % len(sites):
-        return f"replication_class {p['replication_class']} keeps {p['replication_class'] + 1} copies, which do not spread evenly over {len(sites)} sites"
+        return (
+            f"replication_class {p['replication_class']} keeps {p['replication_class'] + 1} copies, "
+            f"which do not spread evenly over {len(sites)} sites"
+        )
     for name in ("supervisor_site", "lost_site", "canary_site"):
         if p[name] is not None and p[name] not in sites:
             return f"{name} {p[name]!r} is not one of sites {sites}"

@@ -174,6 +174,7 @@ command:
 from typing import Any
 
 from ansible.module_utils.basic import AnsibleModule
+
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils._zimbra import (
     RUNNING,
     STOPPED,

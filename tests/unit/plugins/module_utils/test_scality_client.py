@@ -5,14 +5,15 @@ from __future__ import annotations
 import pytest
 import requests
 import responses
+from responses import matchers
+from urllib3.exceptions import MaxRetryError, ReadTimeoutError
+
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils._scality import (
     ScalityClient,
     ScalityError,
     summarize_sites,
     verdict,
 )
-from responses import matchers
-from urllib3.exceptions import MaxRetryError, ReadTimeoutError
 
 SUP = "https://supervisor.test"
 API = f"{SUP}/api/v0.1"

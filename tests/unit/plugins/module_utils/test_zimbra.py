@@ -4,6 +4,7 @@ lines it builds, and its handling of timeouts and failures."""
 from __future__ import annotations
 
 import pytest
+
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils._zimbra import (
     TIMEOUT_RC,
     ZimbraControl,

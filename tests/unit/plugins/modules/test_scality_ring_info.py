@@ -15,6 +15,7 @@ import pytest
 import requests
 import responses
 from ansible.module_utils.testing import patch_module_args
+
 from ansible_collections.mailops.zimbra_geo.plugins.modules import scality_ring_info
 
 SUP = "https://supervisor.test"

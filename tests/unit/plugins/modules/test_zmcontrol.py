@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from ansible.module_utils.basic import AnsibleModule
 from ansible.module_utils.testing import patch_module_args
+
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils import _zimbra
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils._zimbra import (
     parse_status,
