@@ -234,7 +234,11 @@ def reset(lab: Lab, progress: Progress = _quiet) -> None:
     # Volumes a playbook mounted on the mailbox servers come off before the storage resets.
     for h in lab.hosts_with("mailbox"):
         for vol in mailbox_volumes(lab, h):
-            h.run(["umount", "-l", vol["path"]], check=False)
+            # Mounts may be stacked: unmount until nothing is mounted there.
+            for _attempt in range(10):
+                if h.run(["findmnt", "--mountpoint", vol["path"]], check=False).returncode != 0:
+                    break
+                h.run(["umount", "-l", vol["path"]], check=False)
     jobs = [(h, services.get(n)) for h in lab.hosts.values() for n in h.services]
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda j: j[1].reset(lab, j[0]), jobs))
