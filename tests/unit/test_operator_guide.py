@@ -1,7 +1,8 @@
 """The operator's guide answers every failure message, and its architecture image is current.
 
 - Every ``See docs/operator-guide.md#<anchor>`` in the roles and playbooks names a section of
-  the guide (anchors as GitHub derives them from headings).
+  the guide (anchors as GitHub derives them from headings), and so does every value of a
+  variable or key named ``anchor``/``*_anchors`` in their YAML (tables of step -> anchor).
 - The guide's own ``(#anchor)`` links resolve.
 - ``docs/architecture.dot`` renders with Graphviz, and ``docs/architecture.png`` is the
   rendering of the current source: the image carries the SHA-256 of the source it was drawn
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Tuple
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 GUIDE = REPO / "docs" / "operator-guide.md"
@@ -34,6 +36,8 @@ MESSAGE_DIRS = ("roles", "playbooks")
 # The anchor ends where a character that no GitHub anchor has begins (a quote, a Jinja
 # delimiter, punctuation); a bare "docs/operator-guide.md#" (a test on a message) is no reference.
 REFERENCE = re.compile(r"docs/operator-guide\.md#([\w-]+)")
+# Keys whose values are anchors: `anchor: docs/operator-guide.md#x`, `__anchors: {step: x}`.
+ANCHOR_KEY = re.compile(r"(^|_)anchors?$")
 ANY_DOCS_REFERENCE = re.compile(r"See (docs/[\w./-]+)")
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 SOURCE_KEY = b"zimbra_geo:source-sha256"
@@ -101,13 +105,34 @@ def message_files() -> Iterator[Path]:
                     yield path
 
 
+def mapped_anchors(node: object) -> Iterator[str]:
+    """Values of ``anchor``/``*_anchors`` keys anywhere in a YAML document (templates skipped)."""
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if isinstance(key, str) and ANCHOR_KEY.search(key):
+                values = value.values() if isinstance(value, dict) else [value]
+                for item in values:
+                    if isinstance(item, str) and "{" not in item:
+                        yield item.rsplit("#", 1)[-1]
+            yield from mapped_anchors(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from mapped_anchors(item)
+
+
 def references() -> List[Tuple[str, int, str]]:
     """(file, line, anchor) of every reference to a section of the guide."""
     found = []
     for path in message_files():
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+        text = path.read_text(encoding="utf-8")
+        lines = text.splitlines()
+        for number, line in enumerate(lines, 1):
             for match in REFERENCE.finditer(line):
                 found.append((str(path.relative_to(REPO)), number, match.group(1)))
+        if path.suffix in (".yml", ".yaml"):
+            for anchor in mapped_anchors(yaml.safe_load(text)):
+                number = next((n for n, line in enumerate(lines, 1) if anchor in line), 0)
+                found.append((str(path.relative_to(REPO)), number, anchor))
     return found
 
 
@@ -164,6 +189,14 @@ def write_image() -> None:
 ])
 def test_slugify_follows_github(heading: str, anchor: str) -> None:
     assert slugify(heading) == anchor
+
+
+def test_anchor_tables_are_read() -> None:
+    doc = yaml.safe_load(
+        "- vars:\n    __anchors: {a: x-one, b: x-two}\n  anchor: docs/operator-guide.md#x-three\n"
+        "  other: {anchor: \"{{ 'docs/operator-guide.md#' ~ y }}\", name: no-anchor}\n"
+    )
+    assert sorted(mapped_anchors(doc)) == ["x-one", "x-three", "x-two"]
 
 
 def test_duplicate_headings_are_numbered() -> None:
