@@ -62,5 +62,8 @@ def test_failback_record(host):
     records = checks.run_records("failback", ACTIVE)
     steps = {s["name"]: s["result"] for s in records[0]["steps"]}
     assert records[0]["result"] == "done"
-    assert steps["reverse_resync"] == steps["break_mirrors"] == steps["restore_direction"] == "changed"
+    # The reverse resync brought dc1 up to date, the failover back broke the mirrors and, at
+    # its end, turned them back to dc1 -> dc2 (so the failback's last step found them so).
+    assert steps["reverse_resync"] == steps["break_mirrors"] == steps["protect_new_site"] == "changed"
+    assert steps["restore_direction"] == "ok"
     assert records[-1]["result"] == "no change"

@@ -59,3 +59,14 @@ def test_run_records_planned_failover_lost_nothing(host):
     assert [s["result"] for s in records[0]["steps"] if s["name"] == "break_mirrors"] == ["changed"]
     # The idempotence run changed nothing and says so.
     assert records[-1]["result"] == "no change"
+
+
+def test_dc2_replicates_to_dc1_after_the_failover(host):
+    if name_of(host) != "dc2-mbox1":
+        pytest.skip("once")
+    variables = host.ansible.get_variables()
+    on_dc1 = {r["destination"]["path"]: r for r in checks.relationships(variables, "dc1")}
+    for volume in ("mbox1_db", "mbox1_index"):
+        rel = on_dc1[f"svm_dc1:{volume}"]
+        assert rel["source"]["path"] == f"svm_dc2:{volume}"
+        assert rel["state"] == "snapmirrored" and rel["healthy"], rel
