@@ -171,18 +171,16 @@ fault.command("scality", context_settings={"ignore_unknown_options": True},
 def demo(lab: Lab, ansible_args: tuple[str, ...]) -> None:
     """The main job: build the platform, fail over to dc2 and back, verifying after each step.
 
-    site-build -> replication-verify -> failover -l dc2 (planned) -> replication-verify (broken-off
-    mirrors allowed) -> failback -l dc1 -> replication-verify, on the lab's inventory; stops at
-    the first failure.
+    site-build -> replication-verify -> failover -l dc2 (planned) -> replication-verify ->
+    failback -l dc1 -> replication-verify, on the lab's inventory; stops at the first failure.
     ANSIBLE_ARGS (e.g. -v) are passed to every ansible-playbook run. The lab must be up.
     """
     steps = [
         ("build the platform (dc1 active)", "playbooks/site-build.yml", []),
         ("verify replication", "playbooks/replication-verify.yml", []),
         ("planned failover to dc2", "playbooks/failover.yml", ["-l", "dc2"]),
-        # Until the failback's reverse resync the mirrors are broken off, by design.
-        ("verify replication (mirrors broken off until the failback)", "playbooks/replication-verify.yml",
-         ["-e", "replication_verify_allow_broken_off=true"]),
+        # A planned failover ends with a reverse resync: dc2 -> dc1 must verify as healthy.
+        ("verify replication (dc2 active)", "playbooks/replication-verify.yml", []),
         ("failback to dc1", "playbooks/failback.yml", ["-l", "dc1"]),
         ("verify replication", "playbooks/replication-verify.yml", []),
     ]

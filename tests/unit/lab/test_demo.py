@@ -19,7 +19,7 @@ EXPECTED = [
     ("site-build.yml", []),
     ("replication-verify.yml", []),
     ("failover.yml", ["-l", "dc2"]),
-    ("replication-verify.yml", ["-e", "replication_verify_allow_broken_off=true"]),
+    ("replication-verify.yml", []),
     ("failback.yml", ["-l", "dc1"]),
     ("replication-verify.yml", []),
 ]
