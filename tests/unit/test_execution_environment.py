@@ -1,0 +1,126 @@
+"""The execution environment definition produces a complete ansible-builder build context.
+
+No image can be built here: `ansible-builder create` writes the context (Containerfile and the
+files it copies), and the test checks that context: the Python, system and Galaxy
+requirements copied, the collection artifact included and installed by the Containerfile, and
+the pins agreeing with the ones the tests run with.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
+EE_FILE = REPO / "meta" / "execution-environment.yml"
+
+
+def pins(path: Path) -> dict[str, str]:
+    """``{name: version}`` of the ``name==version`` lines of a requirements file."""
+    found = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.-]+)==([^\s;#]+)", line.strip())
+        if match:
+            found[match.group(1).lower()] = match.group(2)
+    return found
+
+
+@pytest.fixture(scope="module")
+def context(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Build the collection artifact and the EE build context from a copy of the files the
+    definition names (same layout, so its relative paths hold), away from the working tree."""
+    if shutil.which("ansible-builder", path=str(BIN)) is None:
+        pytest.fail("ansible-builder is not installed (requirements-dev.txt)")
+    work = tmp_path_factory.mktemp("ee")
+    definition = yaml.safe_load(EE_FILE.read_text())
+    (work / "meta").mkdir()
+    shutil.copy(EE_FILE, work / "meta" / EE_FILE.name)
+    for key in ("galaxy", "python", "system"):
+        source = (EE_FILE.parent / definition["dependencies"][key]).resolve()
+        target = work / source.relative_to(REPO)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, target)
+    build = subprocess.run(
+        [str(BIN / "ansible-galaxy"), "collection", "build", str(REPO), "--output-path", str(work / ".build")],
+        capture_output=True, text=True,
+    )
+    assert build.returncode == 0, build.stderr
+    create = subprocess.run(
+        [str(BIN / "ansible-builder"), "create", "-f", str(work / "meta" / EE_FILE.name),
+         "-c", str(work / "context"), "--output-filename", "Containerfile"],
+        capture_output=True, text=True, cwd=work,
+    )
+    assert create.returncode == 0, create.stdout + create.stderr
+    return work / "context"
+
+
+def test_definition_is_version_3_with_pinned_ansible() -> None:
+    definition = yaml.safe_load(EE_FILE.read_text())
+    assert definition["version"] == 3
+    dev = pins(REPO / "requirements-dev.txt") | pins(REPO / "requirements.txt")
+    assert definition["dependencies"]["ansible_core"]["package_pip"] == f"ansible-core=={dev['ansible-core']}"
+    assert definition["dependencies"]["ansible_runner"]["package_pip"] == f"ansible-runner=={dev['ansible-runner']}"
+
+
+def test_python_requirements_match_the_controller_pins() -> None:
+    """Every runtime library of requirements.txt is in the image at the same version; Ansible
+    itself comes from the definition, not from the requirements file."""
+    runtime = pins(REPO / "requirements.txt")
+    image = pins(REPO / "meta" / "ee-requirements.txt")
+    expected = {name: version for name, version in runtime.items() if name not in ("ansible", "ansible-core")}
+    assert image == expected
+
+
+def test_context_has_containerfile_and_requirements(context: Path) -> None:
+    containerfile = (context / "Containerfile").read_text()
+    build = context / "_build"
+    assert (build / "requirements.txt").read_text() == (REPO / "meta" / "ee-requirements.txt").read_text()
+    assert (build / "bindep.txt").read_text() == (REPO / "bindep.txt").read_text()
+    galaxy = yaml.safe_load((build / "requirements.yml").read_text())
+    assert {c["name"] for c in galaxy["collections"]} == set(
+        yaml.safe_load((REPO / "galaxy.yml").read_text())["dependencies"])
+    # The stages use what was copied: pip and bindep requirements through introspection,
+    # the Galaxy requirements through ansible-galaxy.
+    assert "COPY _build/requirements.txt requirements.txt" in containerfile
+    assert "COPY _build/bindep.txt bindep.txt" in containerfile
+    assert "--user-pip=requirements.txt --user-bindep=bindep.txt" in containerfile
+    assert "ansible-galaxy collection install" in containerfile
+    assert "ansible-core==" in (context / "Containerfile").read_text()
+
+
+def test_context_includes_the_collection(context: Path) -> None:
+    galaxy = yaml.safe_load((REPO / "galaxy.yml").read_text())
+    artifact = context / "_build" / "zimbra_geo" / f"mailops-zimbra_geo-{galaxy['version']}.tar.gz"
+    assert artifact.is_file(), sorted(p.name for p in (context / "_build").iterdir())
+    with tarfile.open(artifact) as tar:
+        names = set(tar.getnames())
+    for role in ("site_build", "replication_verify", "site_failover", "site_failback"):
+        assert f"roles/{role}/tasks/main.yml" in names
+    assert "plugins/modules/snapmirror.py" in names
+    containerfile = (context / "Containerfile").read_text()
+    final = containerfile[containerfile.index("FROM base AS final"):]
+    # Installed in the final image, where jobs look for collections whatever the project's
+    # ansible.cfg says.
+    assert "COPY _build/zimbra_geo/ /tmp/zimbra_geo/" in final
+    assert re.search(r"ansible-galaxy collection install --offline --no-deps\s+"
+                     r"--collections-path /usr/share/ansible/collections /tmp/zimbra_geo/mailops-zimbra_geo-", final)
+    assert "ENV ANSIBLE_COLLECTIONS_PATH=/runner/requirements_collections:/usr/share/ansible/collections" in final
+
+
+def test_bindep_parses_and_names_the_controller_tools() -> None:
+    """bindep reads the file and, on this Debian machine, asks for the Debian packages."""
+    from bindep.depends import Depends
+
+    depends = Depends((REPO / "bindep.txt").read_text())
+    profiles = depends.platform_profiles() + ["default"]
+    wanted = {rule[0] for rule in depends.active_rules(profiles)}
+    assert {"ldap-utils", "openssh-client", "hostname"} <= wanted
+    assert not wanted & {"openldap-clients", "openssh-clients"}
