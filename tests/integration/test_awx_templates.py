@@ -231,7 +231,10 @@ class Controller:
             private_data_dir=str(pdd), playbook=jt["playbook"], inventory=str(self.inventory),
             limit=limit, extravars=extravars, cmdline=" ".join(args), ssh_key=ssh_key,
             quiet=True, ident="job",
-            envvars={"ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections"), "PATH": f"{BIN}:{os.environ['PATH']}"},
+            # The checkout's ansible.cfg applies (AWX runs in the project directory); the
+            # collection comes from the path the execution environment sets.
+            envvars={"ANSIBLE_CONFIG": str(self.project / "ansible.cfg"),
+                     "ANSIBLE_COLLECTIONS_PATH": str(REPO / ".collections"), "PATH": f"{BIN}:{os.environ['PATH']}"},
         )
         stats = next((e["event_data"] for e in runner.events if e["event"] == "playbook_on_stats"), {})
         stdout = (pdd / "artifacts" / "job" / "stdout").read_text()
