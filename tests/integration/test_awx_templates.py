@@ -300,10 +300,6 @@ def test_failover_then_failback(controller: Controller) -> None:
     content = json.loads(record.read_text())
     assert (content["result"], content["mode"], content["old_site"]) == ("done", "planned", "dc1")
 
-    verify = controller.launch("zimbra_geo replication verify")
-    assert verify["rc"] == 0, explain(verify)
-    assert verify["custom"]["replication_verify_active_site"] == "dc2"
-
     failback = controller.launch("zimbra_geo failback")  # the template's default limit
     assert (failback["rc"], failback["status"]) == (0, "successful"), explain(failback)
     [record] = controller.records("failback-dc1-*.json")
