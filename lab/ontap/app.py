@@ -363,6 +363,24 @@ def create_app(cluster: Cluster, username: str, password: str) -> Flask:
             rec = cluster.render_volume(cluster.volume_by_uuid(vol_uuid))
         return single(rec, vol_keys)
 
+    snap_keys = ("uuid", "name")
+
+    @app.get("/api/storage/volumes/<vol_uuid>/snapshots")
+    def list_snapshots(vol_uuid: str) -> Response:
+        with cluster.lock:
+            vol = cluster.volume_by_uuid(vol_uuid)
+            recs = [cluster.render_snapshot(vol, s) for s in vol.snapshots]
+        return collection(recs, snap_keys)
+
+    @app.get("/api/storage/volumes/<vol_uuid>/snapshots/<snap_uuid>")
+    def get_snapshot(vol_uuid: str, snap_uuid: str) -> Response:
+        with cluster.lock:
+            vol = cluster.volume_by_uuid(vol_uuid)
+            recs = [cluster.render_snapshot(vol, s) for s in vol.snapshots if s["uuid"] == snap_uuid]
+        if not recs:
+            raise ApiError(404, "4", "entry doesn't exist", "uuid")
+        return single(recs[0], snap_keys)
+
     @app.delete("/api/storage/volumes/<vol_uuid>")
     def delete_volume(vol_uuid: str) -> Response:
         job = cluster.delete_volume(vol_uuid).render()

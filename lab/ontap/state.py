@@ -12,7 +12,12 @@ What it models, after NetApp's ONTAP REST documentation:
   destination swapped. Where the relationship lives afterwards is not settled by a public
   source; the emulator chooses the new destination, like every other relationship.
 * Jobs with the ONTAP life cycle (queued, running, success, failure), purged after a while.
-* FlexClone volumes of any volume (a test failover clones a destination).
+* FlexClone volumes of any volume (a test failover clones a destination). A transfer leaves
+  its snapshot on the destination volume too (``GET /api/storage/volumes/{uuid}/snapshots``
+  lists them, oldest first), as SnapMirror replicates the source's snapshots; a clone made
+  from one keeps it ("busy") until the clone is deleted; a clone of a ``dp`` volume given no
+  ``parent_snapshot`` starts from its newest snapshot, as the volume itself is read-only
+  (unverified: the emulator's reading of ONTAP's ``volume clone create``).
 * Latencies and faults, set through the lab-only admin path.
 
 Clusters reach each other through a ``Peer`` (HTTP between emulators in the lab, a direct
@@ -110,6 +115,7 @@ class Latencies:
     transition: float = 0.2  # job done -> state lands
     transfer_min: float = 0.2  # shortest transfer
     transfer_rate: float = 0.0  # bytes per second; 0 = unlimited
+    changed_bytes: float = 0.0  # emulated changed data a transfer carries on top of the volume's
     job_retention: float = 300.0  # finished jobs vanish after this
 
 
@@ -121,6 +127,8 @@ class Volume:
     state: str = "online"
     clone_parent: str | None = None
     clone_snapshot: str | None = None
+    # The volume's own snapshots, oldest first: {uuid, name, create_time}.
+    snapshots: list[dict] = field(default_factory=list)
 
 
 @dataclass
@@ -808,7 +816,7 @@ class Cluster:
         size = tree_size(Path(snap["path"]))
         duration = self.latencies.transfer_min
         if self.latencies.transfer_rate > 0:
-            duration = max(duration, size / self.latencies.transfer_rate)
+            duration = max(duration, (size + self.latencies.changed_bytes) / self.latencies.transfer_rate)
         transfer["snapshot"] = snap["name"]
 
         def finish() -> None:
@@ -821,6 +829,7 @@ class Cluster:
             dst_path = self.volume_path(dst_vol)
             self.marker.set(dst_path, False)
             written = sync_tree(Path(snap["path"]), dst_path)
+            self._keep_snapshot(dst_vol, rel.uuid, snap)
             self.marker.set(dst_path, True)
             with self.lock:
                 if transfer["state"] != "transferring":
@@ -949,6 +958,35 @@ class Cluster:
             shutil.rmtree(old, ignore_errors=True)
         return {"name": name, "path": str(path), "create_time": created}
 
+    def _keep_snapshot(self, volume: str, label: str, snap: dict) -> None:
+        """The destination's copy of a transferred snapshot; the two newest of the relationship
+        stay, and any snapshot a clone was made from (busy, as ONTAP keeps it)."""
+        copy_snapshot(self.volume_path(volume), self.snapshot_path(volume, snap["name"]))
+        with self.lock:
+            vol = self.volumes.get(volume)
+            if vol is None:
+                return
+            vol.snapshots = [s for s in vol.snapshots if s["name"] != snap["name"]] + [
+                {"uuid": str(uuidlib.uuid4()), "name": snap["name"], "create_time": snap["create_time"]}
+            ]
+            busy = {v.clone_snapshot for v in self.volumes.values() if v.clone_parent == volume}
+            ours = [s for s in vol.snapshots if s["name"].startswith(f"snapmirror.{label}_")]
+            drop = {s["name"] for s in ours[:-2] if s["name"] not in busy}
+            vol.snapshots = [s for s in vol.snapshots if s["name"] not in drop]
+            self._save()
+        for name in drop:
+            shutil.rmtree(self.snapshot_path(volume, name), ignore_errors=True)
+
+    def render_snapshot(self, vol: Volume, snap: dict) -> dict:
+        return {
+            "uuid": snap["uuid"],
+            "name": snap["name"],
+            "create_time": iso(snap["create_time"]),
+            "volume": {"name": vol.name, "uuid": vol.uuid},
+            "svm": {"name": self.svm, "uuid": self.svm_uuid},
+            "_links": {"self": {"href": f"/api/storage/volumes/{vol.uuid}/snapshots/{snap['uuid']}"}},
+        }
+
     # ------------------------------------------------------------------ volumes
     def create_volume(self, body: dict) -> tuple[Volume, Job]:
         name = body.get("name")
@@ -962,13 +1000,19 @@ class Cluster:
             if name in self.volumes:
                 raise ApiError(409, E_DUPLICATE, f"Duplicate volume name {name}", "name")
             parent = None
+            snap_name = (clone.get("parent_snapshot") or {}).get("name")
             if clone.get("is_flexclone"):
                 parent = (clone.get("parent_volume") or {}).get("name")
                 if parent not in self.volumes:
                     raise ApiError(404, E_NOT_FOUND, f'Volume "{parent}" does not exist', "clone.parent_volume.name")
-            vol = self._add_volume(
-                name, body.get("type", "rw"), parent, (clone.get("parent_snapshot") or {}).get("name")
-            )
+                known = [s["name"] for s in self.volumes[parent].snapshots]
+                if snap_name and known and snap_name not in known:
+                    raise ApiError(
+                        404, E_NOT_FOUND, f'Snapshot "{snap_name}" does not exist', "clone.parent_snapshot.name"
+                    )
+                if not snap_name and self.volumes[parent].type == "dp" and known:
+                    snap_name = known[-1]  # a read-only parent: its newest snapshot
+            vol = self._add_volume(name, body.get("type", "rw"), parent, snap_name)
             self._save()
 
         def work() -> None:
@@ -991,6 +1035,9 @@ class Cluster:
             path = f"{self.svm}:{vol.name}"
             if any(path in (r.source_path, r.destination_path) for r in self.relationships.values()):
                 raise ApiError(400, E_INVALID_INPUT, f'Volume "{vol.name}" is in a SnapMirror relationship')
+            clones = sorted(v.name for v in self.volumes.values() if v.clone_parent == vol.name)
+            if clones:
+                raise ApiError(400, E_INVALID_INPUT, f'Volume "{vol.name}" has FlexClone volumes: {", ".join(clones)}')
 
         def work() -> None:
             with self.lock:

@@ -178,6 +178,72 @@ def test_break_makes_rw_and_resync_discards_newer_data(clusters: dict[str, Clust
     assert vols["records"][0]["type"] == "dp"
 
 
+def test_destination_keeps_snapshots_and_clones_start_from_one(clusters: dict[str, Cluster], dc2: Any) -> None:
+    src = clusters["dc1"].volume_path("v1")
+    uuid = rel(dc2, "svm_dc2:v1")["uuid"]
+    vol_uuid = clusters["dc2"].volumes["v1"].uuid
+    for text in ("first", "second", "third"):
+        (src / "mail.db").write_text(text)
+        before = rel(dc2, "svm_dc2:v1")["transfer"]["uuid"]
+        api(dc2, "POST", f"snapmirror/relationships/{uuid}/transfers", json={})
+        until(lambda b=before: rel(dc2, "svm_dc2:v1")["transfer"]["uuid"] != b)
+        until(lambda: rel(dc2, "svm_dc2:v1")["transfer"]["state"] == "success")
+        if text == "first":
+            first = api(dc2, "GET", f"storage/volumes/{vol_uuid}/snapshots").get_json()["records"][-1]["name"]
+            # A clone of the oldest snapshot keeps it busy: later transfers do not prune it.
+            resp = api(
+                dc2,
+                "POST",
+                "storage/volumes",
+                json={
+                    "name": "v1_old",
+                    "clone": {
+                        "is_flexclone": True,
+                        "parent_volume": {"name": "v1"},
+                        "parent_snapshot": {"name": first},
+                    },
+                },
+            )
+            assert resp.status_code == 202
+    snaps = api(dc2, "GET", f"storage/volumes/{vol_uuid}/snapshots", query_string={"fields": "create_time"})
+    records = snaps.get_json()["records"]
+    assert [r["name"] for r in records][0] == first and len(records) == 3
+    assert records[-1]["name"] == rel(dc2, "svm_dc2:v1")["exported_snapshot"]
+    assert records[0]["create_time"] <= records[-1]["create_time"]
+    # No parent_snapshot on a read-only parent: its newest snapshot, not the live tree.
+    resp = api(
+        dc2,
+        "POST",
+        "storage/volumes",
+        json={"name": "v1_new", "clone": {"is_flexclone": True, "parent_volume": {"name": "v1"}}},
+    )
+    new = dc2.get(resp.headers["Location"] + "?fields=clone", headers=AUTH).get_json()
+    assert new["clone"]["parent_snapshot"]["name"] == records[-1]["name"]
+    until((clusters["dc2"].volume_path("v1_new") / "mail.db").exists)
+    assert (clusters["dc2"].volume_path("v1_new") / "mail.db").read_text() == "third"
+    assert (clusters["dc2"].volume_path("v1_old") / "mail.db").read_text() == "first"
+    missing = api(
+        dc2,
+        "POST",
+        "storage/volumes",
+        json={
+            "name": "v1_x",
+            "clone": {
+                "is_flexclone": True,
+                "parent_volume": {"name": "v1"},
+                "parent_snapshot": {"name": "snapmirror.nope"},
+            },
+        },
+    )
+    assert missing.status_code == 404 and missing.get_json()["error"]["code"] == "4"
+    # A parent with clones cannot go; the clones can.
+    clusters["dc2"].relationships.pop(uuid)
+    refused = api(dc2, "DELETE", f"storage/volumes/{vol_uuid}")
+    assert refused.status_code == 400 and "v1_new, v1_old" in refused.get_json()["error"]["message"]
+    assert api(dc2, "DELETE", f"storage/volumes/{new['uuid']}").status_code == 202
+    until(lambda: not clusters["dc2"].volume_path("v1_new").exists())
+
+
 def test_flexclone_of_a_destination(clusters: dict[str, Cluster], dc2: Any) -> None:
     clusters["dc2"].marker.set(clusters["dc2"].volume_path("v1"), False)
     (clusters["dc2"].volume_path("v1") / "mail.db").write_text("db")
