@@ -288,6 +288,7 @@ from ansible_collections.mailops.zimbra_geo.plugins.module_utils._ldap import (
     read_mmr_state,
     validate_masters,
 )
+from ansible_collections.mailops.zimbra_geo.plugins.module_utils._tls import unverified_tls_warnings
 
 
 def argument_spec() -> dict[str, Any]:
@@ -385,6 +386,8 @@ def main() -> None:
         supports_check_mode=True,
         required_if=[("bind_method", "simple", ("bind_dn", "bind_pw"))],
     )
+    for warning in unverified_tls_warnings(module.params):
+        module.warn(warning)
     if not HAS_LDAP3:
         module.fail_json(msg=missing_required_lib("ldap3"), exception=str(LDAP3_IMPORT_ERROR))
     try:

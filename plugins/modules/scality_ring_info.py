@@ -396,6 +396,7 @@ from ansible_collections.mailops.zimbra_geo.plugins.module_utils._scality import
     summarize_sites,
     verdict,
 )
+from ansible_collections.mailops.zimbra_geo.plugins.module_utils._tls import unverified_tls_warnings
 
 
 def argument_spec() -> dict:
@@ -704,6 +705,8 @@ class RingInspector:
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    for warning in unverified_tls_warnings(module.params):
+        module.warn(warning)
     if not HAS_REQUESTS:
         module.fail_json(msg=missing_required_lib("requests"), exception=REQUESTS_IMPORT_ERROR)
     problem = validate(module.params)

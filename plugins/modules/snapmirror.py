@@ -237,6 +237,7 @@ from ansible_collections.mailops.zimbra_geo.plugins.module_utils._ontap import (
     SnapmirrorDriver,
     ontap_argument_spec,
 )
+from ansible_collections.mailops.zimbra_geo.plugins.module_utils._tls import unverified_tls_warnings
 
 
 def argument_spec() -> dict:
@@ -333,6 +334,8 @@ def main() -> None:
         mutually_exclusive=[("relationships", "svm")],
         required_one_of=[("relationships", "svm")],
     )
+    for warning in unverified_tls_warnings(module.params):
+        module.warn(warning)
     if not HAS_NETAPP_ONTAP:
         module.fail_json(msg=missing_required_lib("netapp-ontap"), exception=NETAPP_ONTAP_IMPORT_ERROR)
     try:

@@ -182,6 +182,7 @@ from ansible_collections.mailops.zimbra_geo.plugins.module_utils._ontap import (
     OntapError,
     ontap_argument_spec,
 )
+from ansible_collections.mailops.zimbra_geo.plugins.module_utils._tls import unverified_tls_warnings
 
 
 def argument_spec() -> dict:
@@ -278,6 +279,8 @@ def run(params: dict, client_factory: Callable[[dict], OntapClient] = client_fro
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    for warning in unverified_tls_warnings(module.params):
+        module.warn(warning)
     if not HAS_NETAPP_ONTAP:
         module.fail_json(msg=missing_required_lib("netapp-ontap"), exception=NETAPP_ONTAP_IMPORT_ERROR)
     try:
