@@ -291,6 +291,13 @@ class Cluster:
                 r.state = "snapmirrored"
                 r.exported_snapshot = f"snapmirror.{r.uuid}_baseline"
                 r.exported_time = now()
+                dst_vol = r.destination_path.split(":", 1)[1]
+                if dst_vol in self.volumes:
+                    # The baseline transfer left its snapshot on the destination.
+                    self.volumes[dst_vol].snapshots = [
+                        {"uuid": str(uuidlib.uuid4()), "name": r.exported_snapshot, "create_time": r.exported_time}
+                    ]
+                    copy_snapshot(self.volume_path(dst_vol), self.snapshot_path(dst_vol, r.exported_snapshot))
                 r.last_transfer_type = "initialize"
                 r.transfer = {
                     "uuid": str(uuidlib.uuid4()),

@@ -245,8 +245,8 @@ def test_destination_keeps_snapshots_and_clones_start_from_one(clusters: dict[st
 
 
 def test_flexclone_of_a_destination(clusters: dict[str, Cluster], dc2: Any) -> None:
-    clusters["dc2"].marker.set(clusters["dc2"].volume_path("v1"), False)
-    (clusters["dc2"].volume_path("v1") / "mail.db").write_text("db")
+    # The baseline transfer left its snapshot on the destination: a clone starts from it.
+    (clusters["dc1"].volume_path("v1") / "mail.db").write_text("db")
     resp = api(
         dc2,
         "POST",
@@ -258,9 +258,15 @@ def test_flexclone_of_a_destination(clusters: dict[str, Cluster], dc2: Any) -> N
         },
     )
     assert resp.status_code == 202 and resp.headers["Location"].startswith("/api/storage/volumes/")
-    until((clusters["dc2"].volume_path("v1_clone") / "mail.db").exists)
+    until(clusters["dc2"].volume_path("v1_clone").exists)
     vol = dc2.get(resp.headers["Location"] + "?fields=*", headers=AUTH).get_json()
-    assert vol["type"] == "rw" and vol["clone"] == {"is_flexclone": True, "parent_volume": {"name": "v1"}}
+    baseline = rel(dc2, "svm_dc2:v1")["exported_snapshot"]
+    assert vol["type"] == "rw" and vol["clone"] == {
+        "is_flexclone": True,
+        "parent_volume": {"name": "v1"},
+        "parent_snapshot": {"name": baseline},
+    }
+    assert not (clusters["dc2"].volume_path("v1_clone") / "mail.db").exists()  # not transferred yet
     assert api(dc2, "DELETE", f"storage/volumes/{vol['uuid']}").status_code == 202
 
 
