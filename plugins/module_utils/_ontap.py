@@ -39,7 +39,9 @@ try:
         Job,
         SnapmirrorRelationship,
         SnapmirrorTransfer,
+        Snapshot,
         Svm,
+        Volume,
     )
 except ImportError:
     HAS_NETAPP_ONTAP = False
@@ -293,6 +295,59 @@ class OntapClient:
             transfer.patch(poll=False, connection=self.connection())
 
         self.call(f"abort transfer {transfer_uuid} of relationship {uuid}", patch)
+
+    # -------------------------------------------------------------- volumes and FlexClones
+    def volumes(self, svm: str, names: list[str]) -> dict[str, dict]:
+        """The named volumes of an SVM that exist: name -> {uuid, name, type, clone}."""
+        if not names:
+            return {}
+
+        def get() -> dict[str, dict]:
+            return {
+                v.resource_data["name"]: v.resource_data
+                for v in Volume.fast_get_collection(
+                    connection=self.connection(),
+                    name="|".join(names),
+                    **{"svm.name": svm, "fields": "uuid,name,type,clone"},
+                )
+            }
+
+        return self.call(f"list the volumes {', '.join(names)} of {svm}", get)
+
+    def snapshots(self, volume_uuid: str) -> list[dict]:
+        """A volume's snapshots: [{uuid, name, create_time}]."""
+
+        def get() -> list[dict]:
+            return [
+                s.resource_data
+                for s in Snapshot.fast_get_collection(
+                    volume_uuid, connection=self.connection(), fields="uuid,name,create_time"
+                )
+            ]
+
+        return self.call(f"list the snapshots of volume {volume_uuid}", get)
+
+    def create_clone(self, svm: str, name: str, parent: str, snapshot: str) -> str | None:
+        """Start a read-write FlexClone of ``parent`` as of ``snapshot``; returns the job UUID."""
+
+        def post() -> str | None:
+            vol = Volume(
+                name=name,
+                svm={"name": svm},
+                type="rw",
+                clone={"is_flexclone": True, "parent_volume": {"name": parent}, "parent_snapshot": {"name": snapshot}},
+            )
+            return self._job_uuid(vol.post(poll=False, connection=self.connection()), "post")
+
+        return self.call(f"clone {svm}:{parent} as {name}", post)
+
+    def delete_volume(self, uuid: str, name: str) -> str | None:
+        """Start the deletion of a volume (ONTAP takes it offline first); returns the job UUID."""
+
+        def delete() -> str | None:
+            return self._job_uuid(Volume(uuid=uuid).delete(poll=False, connection=self.connection()), "delete")
+
+        return self.call(f"delete volume {name}", delete)
 
 
 # ---------------------------------------------------------------------------- the driver
