@@ -156,6 +156,22 @@ def _component_fault(service: str):
 
         sys.exit(services.get(service).fault(lab, list(args)))
 
+@cli.command()
+@click.pass_obj
+def outbound(lab: Lab) -> None:
+    """List the mail that reached the outside relay, and which host handed it over."""
+    from lab.smtp_sink import SmtpSink, received
+
+    by_address = {h.address: h.name for h in lab.hosts.values()}
+    for host in (h for h in lab.hosts.values() if "smtp_sink" in h.services):
+        for item in received(SmtpSink.outbox(host)):
+            subject = next((line[9:] for line in item["data"].splitlines()
+                            if line.lower().startswith("subject: ")), "")
+            click.echo(f"{time.strftime('%H:%M:%S', time.localtime(item['received']))}  "
+                       f"from {by_address.get(item['peer'], item['peer'])}  "
+                       f"{item['mail_from']} -> {', '.join(item['rcpt_tos'])}  {subject}")
+
+
     return command
 
 

@@ -191,7 +191,15 @@ def mailbox_volumes(lab: Lab, host: Host) -> list[dict[str, Any]]:
 
 
 def site_vars(lab: Lab, site: str) -> dict[str, Any]:
-    return {"zimbra_geo_site": site}
+    result: dict[str, Any] = {"zimbra_geo_site": site}
+    # Outgoing mail leaves each site through its own MTAs to the site's relay; the lab has one
+    # relay outside both sites (lab.smtp_sink), which records which MTA handed each message.
+    from lab.smtp_sink import SmtpSink
+
+    relays = [h for h in lab.hosts.values() if "smtp_sink" in h.services]
+    if relays:
+        result["zimbra_geo_outbound_relay"] = SmtpSink.relay(relays[0])
+    return result
 
 
 def _dump(path: Path, data: dict[str, Any], title: str) -> None:

@@ -21,6 +21,7 @@ REGISTRY: dict[str, str] = {
     "scality_sproxyd": "lab.scality.service:SproxydService",
     "scality_supervisor": "lab.scality.service:SupervisorService",
     "ontap": "lab.ontap.service:OntapService",
+    "smtp_sink": "lab.smtp_sink:SmtpSink",
 }
 
 

@@ -154,6 +154,9 @@ def standin_config(lab: Any, host: Any) -> dict[str, Any]:
             "retry_interval": 2,
         }
         dns_hosts = [h for h in _hosts(lab) if h.name == "dns"]
+            # Postfix's mynetworks: the sites' own hosts may relay (outgoing mail).
+            "mynetworks": [spec["network"] for spec in topology.get("sites", {}).values()
+                           if spec.get("network")],
         tsig = _secret(lab, "tsig_internal")
         if dns_hosts and tsig:
             smtp["dns"] = {"server": dns_hosts[0].address, "port": 53, "key_name": "k-internal",

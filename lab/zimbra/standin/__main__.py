@@ -21,6 +21,10 @@ def main(argv: list[str]) -> int:
         from . import zmmailbox
 
         return zmmailbox.main(args)
+    if tool == "zmprov":
+        from . import zmprov
+
+        return zmprov.main(args)
     if tool == "zmlocalconfig":
         from . import config, localconfig
 

@@ -41,7 +41,10 @@ The configuration is one JSON file, ``$ZIMBRA_HOME/conf/standin.json`` (the stan
     of the mailbox service every account lives on), ``static_hosts`` (name -> address, the
     fallback resolution), ``dns`` (``server``, ``port``, ``key_name``, ``key_algorithm``,
     ``key_secret``: a TSIG-signed A query resolves ``mailhost`` in that view), ``lmtp_port``,
-    ``retry_interval`` (seconds between delivery attempts of the queue).
+    ``retry_interval`` (seconds between delivery attempts of the queue), ``mynetworks``
+    (CIDRs that may relay to foreign domains unless ``zimbraMtaMyNetworks`` is set).
+``server_attrs``
+    Server attributes as the install leaves them (``zmprov gs``); ``zmprov ms`` overrides them.
 """
 
 from __future__ import annotations
@@ -122,7 +125,7 @@ ROLE_SCRIPTS = {
             "zmantispamctl", "zmantivirusctl", "zmopendkimctl"],
     "proxy": ["zmproxyctl", "zmmemcachedctl"],
 }
-COMMON_SCRIPTS = ["zmcontrol", "zmlocalconfig", "zmstatctl", "zmconfigdctl"]
+COMMON_SCRIPTS = ["zmcontrol", "zmlocalconfig", "zmprov", "zmstatctl", "zmconfigdctl"]
 
 
 def zimbra_home() -> str:

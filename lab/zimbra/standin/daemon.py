@@ -4,7 +4,8 @@
               each recipient (``mailstore``); answers 451 while the DB/index volumes are not
               mounted and writable or the blob store fails, so the MTA keeps the message.
 ``master``    Postfix's stand-in: SMTP on ``<address>:<smtp.port>`` (25); accepts mail for
-              ``smtp.domains``, queues it, delivers it (``mta``).
+              ``smtp.domains`` from anyone and for other domains from ``mynetworks``
+              (outgoing mail), queues it, delivers it (``mta``).
 
 Each writes its pid file once it listens and its configured start time has passed; on SIGTERM
 it takes its configured stop time, closes its port and exits.
@@ -13,13 +14,14 @@ it takes its configured stop time, closes its port and exits.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import os
 import signal
 import threading
 import time
 from typing import Any
 
-from . import config, ctl, mailstore, mta, proc
+from . import config, ctl, mailstore, mta, proc, zmprov
 
 
 class MailboxHandler:
@@ -46,13 +48,23 @@ class MailboxHandler:
 
 class MtaHandler:
     def __init__(self, cfg: dict[str, Any], queue: mta.Queue) -> None:
-        self.domains = {d.lower() for d in cfg.get("smtp", {}).get("domains", [])}
+        self.cfg = cfg
         self.queue = queue
+
+    def _may_relay(self, peer: Any) -> bool:
+        """Postfix's mynetworks: only these clients may send to foreign domains."""
+        networks = zmprov.get(self.cfg, "zimbraMtaMyNetworks",
+                              self.cfg.get("smtp", {}).get("mynetworks", []))
+        try:
+            client = ipaddress.ip_address(peer[0])
+        except (TypeError, ValueError, IndexError):
+            return False
+        return any(client in ipaddress.ip_network(n, strict=False)
+                   for value in networks for n in value.split())
 
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
                           rcpt_options: list[str]) -> str:
-        domain = address.rpartition("@")[2].lower()
-        if self.domains and domain not in self.domains:
+        if not mta.is_local(self.cfg, address) and not self._may_relay(session.peer):
             return "554 5.7.1 Relay access denied"
         envelope.rcpt_tos.append(address)
         return "250 2.1.5 Ok"

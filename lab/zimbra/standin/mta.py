@@ -6,6 +6,10 @@ by resolving the configured mailbox host name: by a TSIG-signed query in the con
 view when there is one (so repointing the name at the other site reroutes mail, as a
 failover does), from ``static_hosts`` when there is no DNS or the view has no address for
 the name; a DNS server that does not answer defers delivery.
+Recipients in other domains (accepted only from ``zimbraMtaMyNetworks`` clients: outgoing
+mail submitted by the mailbox servers) go over SMTP to the relayhost, ``zimbraMtaRelayHost``
+(see ``zmprov``), read at each attempt as zmconfigd would apply a change; with no relayhost
+they stay queued (the lab has no Internet to look MX records up in).
 A delivery that fails leaves the message queued; the queue is retried every
 ``retry_interval`` seconds and at once on ``postqueue -f`` (SIGUSR1 to the daemon).
 """
@@ -19,6 +23,8 @@ import threading
 import time
 import uuid
 from typing import Any
+
+from . import zmprov
 
 
 class RouteError(Exception):
@@ -62,6 +68,31 @@ def resolve_mailhost(cfg: dict[str, Any]) -> str:
     if name in static:
         return str(static[name])
     raise RouteError(f"no address for mailbox host {name!r}")
+
+
+def is_local(cfg: dict[str, Any], recipient: str) -> bool:
+    domains = {d.lower() for d in cfg.get("smtp", {}).get("domains", [])}
+    return not domains or recipient.rpartition("@")[2].lower() in domains
+
+
+def relayhost(cfg: dict[str, Any]) -> tuple[str, int]:
+    """``zimbraMtaRelayHost`` as (host, port): ``host``, ``host:port`` or ``[host]:port``."""
+    values = zmprov.get(cfg, "zimbraMtaRelayHost")
+    if not values or not values[0].strip():
+        raise RouteError("no relayhost (zimbraMtaRelayHost) for a foreign domain")
+    value = values[0].strip()
+    host, _, port = value.rpartition(":") if value.rfind(":") > value.rfind("]") else (value, "", "25")
+    return host.strip("[]"), int(port or 25)
+
+
+def _temporary(client: smtplib.SMTP, sender: str, recipients: list[str], data: bytes) -> list[str]:
+    """Send; the recipients refused with a temporary (4xx) code, to retry. 5xx refusals are
+    final in a real MTA (a bounce); the stand-in drops them."""
+    try:
+        refused = client.sendmail(sender, recipients, data)
+    except smtplib.SMTPRecipientsRefused as exc:
+        refused = exc.recipients
+    return [r for r, (code, _msg) in refused.items() if 400 <= code < 500]
 
 
 class Queue:
@@ -126,15 +157,36 @@ class Queue:
             print(f"{queue_id}: deferred: {error}", flush=True)
 
     def _deliver(self, sender: str, recipients: list[str], data: bytes) -> list[str]:
+        local = [r for r in recipients if is_local(self.cfg, r)]
+        remote = [r for r in recipients if r not in local]
+        remaining: list[str] = []
+        errors: list[Exception] = []
+        for rcpts, send in ((local, self._send_lmtp), (remote, self._send_relay)):
+            if not rcpts:
+                continue
+            try:
+                remaining += send(sender, rcpts, data)
+            except (RouteError, OSError, smtplib.SMTPException) as exc:
+                remaining += rcpts
+                errors.append(exc)
+        if errors and len(remaining) == len(recipients):
+            raise errors[0]
+        return remaining
+
+    def _send_lmtp(self, sender: str, recipients: list[str], data: bytes) -> list[str]:
         address = resolve_mailhost(self.cfg)
         port = int(self.cfg.get("smtp", {}).get("lmtp_port", 7025))
         with smtplib.LMTP(address, port, timeout=30) as client:
-            try:
-                refused = client.sendmail(sender, recipients, data)
-            except smtplib.SMTPRecipientsRefused as exc:
-                refused = exc.recipients
-        # 5xx refusals are final in a real MTA (bounce); the stand-in keeps only 4xx.
-        return [r for r, (code, _msg) in refused.items() if 400 <= code < 500]
+            return _temporary(client, sender, recipients, data)
+
+    def _send_relay(self, sender: str, recipients: list[str], data: bytes) -> list[str]:
+        host, port = relayhost(self.cfg)
+        # Leave from the MTA's own address (Postfix's smtp_bind_address): the relay sees
+        # which site's MTA the mail came from.
+        source = (self.cfg["address"], 0) if self.cfg.get("address") else None
+        with smtplib.SMTP(host, port, timeout=30, source_address=source,
+                          local_hostname=str(self.cfg.get("hostname") or "localhost")) as client:
+            return _temporary(client, sender, recipients, data)
 
     def run(self) -> None:
         interval = float(self.cfg.get("smtp", {}).get("retry_interval", 5))

@@ -397,3 +397,84 @@ def test_service_writes_the_installed_localconfig_and_public_address() -> None:
     host = lab.hosts["dc2-mta1"]
     host.public_address = "127.20.2.31"
     assert service.ZimbraService().inventory_vars(lab, host)["zimbra_geo_public_address"] == "127.20.2.31"
+
+
+def test_zmprov_reads_and_modifies_its_own_server_only(mailbox: Standin) -> None:
+    assert mailbox.run("zmprov", "-l", "gs", "dc1-mbox1.example.test").stdout == \
+        "# name dc1-mbox1.example.test\n\n"
+    assert mailbox.run("zmprov", "-l", "ms", "dc1-mbox1.example.test",
+                       "zimbraSmtpHostname", "a.example.test",
+                       "zimbraSmtpHostname", "b.example.test",
+                       "zimbraMtaRelayHost", "[relay.example.net]:25").returncode == 0
+    shown = mailbox.run("zmprov", "-l", "gs", "dc1-mbox1.example.test", "zimbraSmtpHostname",
+                        "zimbraMtaRelayHost")
+    assert shown.stdout.splitlines() == [
+        "# name dc1-mbox1.example.test", "zimbraSmtpHostname: a.example.test",
+        "zimbraSmtpHostname: b.example.test", "zimbraMtaRelayHost: [relay.example.net]:25", ""]
+    assert mailbox.run("zmprov", "ms", "dc1-mbox1.example.test", "-zimbraSmtpHostname",
+                       "a.example.test").returncode == 0
+    assert "a.example.test" not in mailbox.run("zmprov", "gs", "dc1-mbox1.example.test").stdout
+    other = mailbox.run("zmprov", "gs", "dc2-mbox1.example.test")
+    assert other.returncode == 2
+    assert "account.NO_SUCH_SERVER" in other.stderr
+
+
+def test_outgoing_mail_leaves_through_the_mta_and_its_relayhost(tmp_path: Path) -> None:
+    """mailbox --SMTP--> MTA (relays for mynetworks only) --SMTP--> relayhost (the lab's
+    outside relay), which records the MTA's address; no relayhost: the mail stays queued."""
+    from lab.smtp_sink import received
+
+    sink_port, smtp_port = free_port(), free_port()
+    sink = subprocess.Popen([sys.executable, "-m", "lab.smtp_sink", "--listen",
+                             f"127.0.0.1:{sink_port}", "--dir", str(tmp_path / "out")],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    mbox_root, mta_root = tmp_path / "mbox", tmp_path / "mta"
+    mbox = Standin(mbox_root, base_cfg(mbox_root, ["mailbox"], MAILBOX_SERVICES, server_attrs={
+        "zimbraSmtpHostname": ["127.0.0.1"], "zimbraSmtpPort": [str(smtp_port)]}))
+    mta = Standin(mta_root, base_cfg(
+        mta_root, ["mta"], ["mta", "amavis", "antispam", "antivirus", "opendkim"],
+        hostname="dc1-mta1.example.test",
+        smtp={"port": smtp_port, "domains": ["example.test"], "mailhost": "mbox1.example.test",
+              "static_hosts": {"mbox1.example.test": "127.0.0.1"},
+              "lmtp_port": mbox.cfg["lmtp"]["port"], "retry_interval": 30,
+              "mynetworks": ["127.0.0.0/30"]}))
+    message = b"From: user1@example.test\nTo: friend@example.net\nSubject: outgoing\n\nhi\n"
+    try:
+        assert mbox.run("zmcontrol", "start").returncode == 0
+        assert mta.run("zmcontrol", "start").returncode == 0
+        assert poll(lambda: sink.poll() is None and
+                    socket.socket().connect_ex(("127.0.0.1", sink_port)) == 0)
+        # A client outside mynetworks may not relay.
+        with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10,
+                          source_address=("127.0.0.9", 0)) as client:
+            with pytest.raises(smtplib.SMTPRecipientsRefused):
+                client.sendmail("x@elsewhere.test", ["friend@example.net"], message)
+
+        # No relayhost yet: accepted from the mailbox, then deferred in the queue.
+        sent = subprocess.run([str(mbox.home / "bin" / "zmmailbox"), "-z", "-m",
+                               "user1@example.test", "sendMessage"], input=message,
+                              capture_output=True, timeout=30, check=False)
+        assert sent.returncode == 0, sent.stderr
+        assert b"queued as" in sent.stdout
+        assert poll(lambda: "no relayhost" in mta.run("postqueue", "-p").stdout)
+        assert not (tmp_path / "out").exists() or received(tmp_path / "out") == []
+
+        assert mta.run("zmprov", "ms", "dc1-mta1.example.test", "zimbraMtaRelayHost",
+                       f"[127.0.0.1]:{sink_port}").returncode == 0
+        assert mta.run("postqueue", "-f").returncode == 0
+        got = poll(lambda: received(tmp_path / "out"))
+        assert [(m["mail_from"], m["rcpt_tos"], m["peer"]) for m in got] == \
+            [("user1@example.test", ["friend@example.net"], "127.0.0.1")]
+        assert "Subject: outgoing" in got[0]["data"]
+        assert poll(lambda: mta.run("postqueue", "-p").stdout == "Mail queue is empty\n")
+
+        # Sending needs mailboxd.
+        assert mbox.run("zmcontrol", "stop").returncode == 0
+        refused = subprocess.run([str(mbox.home / "bin" / "zmmailbox"), "-m", "user1@example.test",
+                                  "sm"], input=message, capture_output=True, timeout=30, check=False)
+        assert refused.returncode == 2 and b"mailboxd is not running" in refused.stderr
+    finally:
+        mta.kill_all()
+        mbox.kill_all()
+        sink.terminate()
+        sink.wait(timeout=10)
