@@ -238,8 +238,10 @@ endpoints:
       type: str
   sample:
     - {backend: ontap, endpoint: "ONTAP cluster ontap.dc1.example.com (site dc1)", status: ok, message: ""}
-unreachable:
-  description: The endpoints that did not answer (warned about, not failed).
+not_answering:
+  description:
+    - The endpoints that did not answer (warned about, not failed).
+    - Not named C(unreachable), a key by which Ansible would mark the host itself unreachable.
   returned: always
   type: list
   elements: str
@@ -474,14 +476,15 @@ def run(params: dict) -> Dict[str, Any]:
         if params.get(backend):
             checks += build(params[backend])
     if not checks:
-        return {"changed": False, "endpoints": [], "unreachable": []}
+        return {"changed": False, "endpoints": [], "not_answering": []}
     # Every endpoint at once: a lost site costs one connection timeout, not one per endpoint.
     with ThreadPoolExecutor(max_workers=min(16, len(checks))) as pool:
         endpoints = list(pool.map(run_one, checks))
     return {
         "changed": False,
         "endpoints": endpoints,
-        "unreachable": [e["endpoint"] for e in endpoints if e["status"] == "unreachable"],
+        # Not "unreachable": Ansible reads a true value of that key as the host being unreachable.
+        "not_answering": [e["endpoint"] for e in endpoints if e["status"] == "unreachable"],
     }
 
 
@@ -502,7 +505,7 @@ def main() -> None:
     for warning in unverified_tls_warnings(module.params):
         module.warn(warning)
     result = run(module.params)
-    for where in result["unreachable"]:
+    for where in result["not_answering"]:
         module.warn("%s does not answer; the credentials could not be checked there" % where)
     found = problems(result)
     if found:
