@@ -4,6 +4,7 @@ line, so a stale pid file (or a recycled pid) reads as "not running", as on a re
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -71,12 +72,32 @@ def remove_pid(cfg: dict[str, Any], process: str) -> None:
         pass
 
 
+def faults_path(cfg: dict[str, Any]) -> str:
+    """The lab's fault file of this host (``lab fault zimbra ...`` writes it)."""
+    return os.path.join(cfg["zimbra_home"], "conf", "x-lab-faults.json")
+
+
+def start_failure(cfg: dict[str, Any], process: str) -> str | None:
+    """The message `process` dies with when it starts, if the lab injected a start failure."""
+    try:
+        with open(faults_path(cfg), encoding="utf-8") as handle:
+            failures = json.load(handle).get("start_failure", {})
+    except (OSError, ValueError):
+        return None
+    return failures.get(process)
+
+
 def spawn(cfg: dict[str, Any], process: str) -> subprocess.Popen:
     """Start `process` detached (its own session, output to its log file)."""
     os.makedirs(config.log_dir(cfg), exist_ok=True)
     log = open(os.path.join(config.log_dir(cfg), process + ".log"), "ab")  # noqa: SIM115
     kind = config.DAEMON_KINDS.get(process)
-    if kind:
+    failure = start_failure(cfg, process)
+    if failure is not None:
+        # The lab's injected start failure: the process dies at once with its message in its
+        # log, as a mailboxd that cannot bind its port or a mysqld with a damaged table does.
+        argv = ["/bin/sh", "-c", 'echo "$1" >&2; exit 1', tag(process), failure]
+    elif kind:
         argv = [sys.executable, "-m", __package__, "daemon", process, "--tag", tag(process)]
     else:
         stop_delay = f"{config.timing(cfg, process, 'stop'):g}"
