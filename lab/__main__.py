@@ -8,9 +8,12 @@ import sys
 import time
 
 import click
+import yaml
 
 from lab import lifecycle
 from lab.core import DEFAULT_NAME, REPO, Lab, LabError
+
+TOPOLOGY = REPO / "lab" / "topology.yml"
 
 
 def _progress(msg: str) -> None:
@@ -31,15 +34,52 @@ class LabGroup(click.Group):
 @click.pass_context
 def cli(ctx: click.Context, name: str) -> None:
     """The local two-datacenter lab: real slapd, named and SSH hosts in Linux namespaces."""
+    if ctx.invoked_subcommand == "critical-path":
+        return  # arithmetic on the topology file: no lab, no root
     if os.geteuid() != 0:
         raise click.ClickException("the lab needs root (it creates network namespaces)")
     ctx.obj = Lab(name)
 
 
+def _topology(profile: str | None, time_scale: float | None, mailbox_servers: int | None) -> dict:
+    from lab import profiles
+
+    try:
+        return profiles.resolve(yaml.safe_load(TOPOLOGY.read_text()), profile, time_scale, mailbox_servers)
+    except profiles.ProfileError as exc:
+        raise click.BadParameter(str(exc)) from exc
+
+
+_profile_options = [
+    click.option("--profile", envvar="ZG_LAB_PROFILE", default=None,
+                 help="Latency profile from lab/topology.yml: lab (default), fast, realistic."),
+    click.option("--time-scale", envvar="ZG_LAB_TIME_SCALE", type=float, default=None,
+                 help="Multiply every emulated wait of the profile (e.g. 0.1 for a quick realistic run)."),
+    click.option("--mailbox-servers", envvar="ZG_LAB_MAILBOX_SERVERS", type=click.IntRange(1, 150), default=None,
+                 help="Mailbox servers per site (default: the topology's, 1)."),
+]
+
+
+def profile_options(fn):
+    for option in reversed(_profile_options):
+        fn = option(fn)
+    return fn
+
+
 @cli.command()
-@click.pass_obj
-def up(lab: Lab) -> None:
-    """Build the lab (clearing away a stale one first)."""
+@profile_options
+@click.pass_context
+def up(ctx: click.Context, profile: str | None, time_scale: float | None, mailbox_servers: int | None) -> None:
+    """Build the lab (clearing away a stale one first), with a latency profile and size."""
+    topology = _topology(profile, time_scale, mailbox_servers)
+    stale: Lab = ctx.obj
+    if stale.exists():
+        _progress(f"clearing away the stale lab {stale.name!r}")
+        for note in stale.teardown():
+            _progress(f"  {note}")
+    lab = Lab(stale.name, topology=topology)
+    _progress(f"profile {topology['profile']} at time scale {topology['time_scale']:g}, "
+              f"{len(lab.hosts_with('mailbox', lab.sites[0]))} mailbox server(s) per site")
     try:
         timings = lifecycle.up(lab, _progress)
     except BaseException:
@@ -49,6 +89,19 @@ def up(lab: Lab) -> None:
     _progress("up in %.1f s (%s)" % (timings["total"], ", ".join(f"{k} {v:.1f} s" for k, v in timings.items()
                                                                    if k != "total")))
     click.echo(str(lifecycle.inventory_dir(lab)))
+
+
+@cli.command("critical-path")
+@profile_options
+def critical_path(profile: str | None, time_scale: float | None, mailbox_servers: int | None) -> None:
+    """The unavoidable critical path of a planned failover under a profile (no lab needed)."""
+    from lab import profiles
+
+    topology = _topology(profile, time_scale, mailbox_servers)
+    sizes = {s: v.get("mailbox_servers", 1) for s, v in topology["sites"].items()}
+    click.echo(f"profile {topology['profile']}, time scale {topology['time_scale']:g}, mailbox servers per site "
+               + ", ".join(f"{s} {n}" for s, n in sizes.items()))
+    click.echo(profiles.format_table(profiles.critical_path(topology)))
 
 
 @cli.command()
@@ -101,6 +154,22 @@ def reset(lab: Lab) -> None:
 def inventory(lab: Lab) -> None:
     """Print the path of the lab's Ansible inventory."""
     click.echo(str(lifecycle.inventory_dir(lab)))
+
+
+@cli.command()
+@click.pass_obj
+def outbound(lab: Lab) -> None:
+    """List the mail that reached the outside relay, and which host handed it over."""
+    from lab.smtp_sink import SmtpSink, received
+
+    by_address = {h.address: h.name for h in lab.hosts.values()}
+    for host in (h for h in lab.hosts.values() if "smtp_sink" in h.services):
+        for item in received(SmtpSink.outbox(host)):
+            subject = next((line[9:] for line in item["data"].splitlines()
+                            if line.lower().startswith("subject: ")), "")
+            click.echo(f"{time.strftime('%H:%M:%S', time.localtime(item['received']))}  "
+                       f"from {by_address.get(item['peer'], item['peer'])}  "
+                       f"{item['mail_from']} -> {', '.join(item['rcpt_tos'])}  {subject}")
 
 
 @cli.group()
@@ -156,22 +225,6 @@ def _component_fault(service: str):
 
         sys.exit(services.get(service).fault(lab, list(args)))
 
-@cli.command()
-@click.pass_obj
-def outbound(lab: Lab) -> None:
-    """List the mail that reached the outside relay, and which host handed it over."""
-    from lab.smtp_sink import SmtpSink, received
-
-    by_address = {h.address: h.name for h in lab.hosts.values()}
-    for host in (h for h in lab.hosts.values() if "smtp_sink" in h.services):
-        for item in received(SmtpSink.outbox(host)):
-            subject = next((line[9:] for line in item["data"].splitlines()
-                            if line.lower().startswith("subject: ")), "")
-            click.echo(f"{time.strftime('%H:%M:%S', time.localtime(item['received']))}  "
-                       f"from {by_address.get(item['peer'], item['peer'])}  "
-                       f"{item['mail_from']} -> {', '.join(item['rcpt_tos'])}  {subject}")
-
-
     return command
 
 
@@ -179,6 +232,10 @@ fault.command("scality", context_settings={"ignore_unknown_options": True},
               help="Scality faults: site-down, node-down, disk-out, supervisor-unreachable, sproxyd-error, "
                    "sproxyd-slow, delete-423, backlog, heal, show (see `lab fault scality -- --help`).")(
     _component_fault("scality_sproxyd"))
+fault.command("zimbra", context_settings={"ignore_unknown_options": True},
+              help="Zimbra stand-in faults: start-fail HOST [PROCESS [MESSAGE]] (the process dies as it "
+                   "starts: zmcontrol start fails, status shows it Stopped), heal [HOST...].")(
+    _component_fault("zimbra"))
 
 
 @cli.command(context_settings={"ignore_unknown_options": True})

@@ -212,13 +212,23 @@ class Host:
 
 
 class Lab:
-    def __init__(self, name: str = DEFAULT_NAME, topology_path: Path | None = None) -> None:
+    def __init__(self, name: str = DEFAULT_NAME, topology_path: Path | None = None,
+                 topology: dict[str, Any] | None = None) -> None:
+        """The lab `name`. Its topology: `topology` if given (what `lab up` builds), else the
+        one a running lab was built from (saved at `up`: profile, size), else the file's."""
+        from lab import profiles
+
         if not name.replace("-", "").isalnum() or len(name) > 8:
             raise LabError("a lab name is at most 8 letters, digits or dashes")
         self.name = name
         self.dir = STATE_ROOT / name
+        saved = self.dir / "topology.yml"
+        if topology_path is None and topology is None and saved.is_file():
+            topology_path = saved
         self.topology_path = topology_path or Path(__file__).with_name("topology.yml")
-        self.topology: dict[str, Any] = yaml.safe_load(self.topology_path.read_text())
+        if topology is None:
+            topology = profiles.resolve(yaml.safe_load(self.topology_path.read_text()))
+        self.topology: dict[str, Any] = topology
         self.ca = CertificateAuthority(self.dir / "ca")
         self.hosts: dict[str, Host] = {}
         self._secrets: dict[str, str] | None = None
@@ -254,8 +264,10 @@ class Lab:
             plan.update(self.topology.get("single_site_hosts", {}).get(site, {}))
             for suffix, spec in plan.items():
                 if "{n}" in suffix:
+                    # 1-9 from `octet`, 10 and up from `more_from` (clear of the other hosts).
                     names = [
-                        (suffix.replace("{n}", str(i)), spec["octet"] + i)
+                        (suffix.replace("{n}", str(i)),
+                         spec["octet"] + i if i < 10 else spec.get("more_from", spec["octet"]) + i)
                         for i in range(1, int(sspec.get("mailbox_servers", 1)) + 1)
                     ]
                 else:

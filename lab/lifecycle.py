@@ -37,6 +37,9 @@ def up(lab: Lab, progress: Progress = _quiet) -> dict[str, float]:
     t = time.monotonic()
     lab.dir.mkdir(parents=True, exist_ok=True)
     lab.dir.chmod(0o700)
+    # The topology this lab is built from (profile, time scale, size): every later command on
+    # this lab (reset, status, tests) reads it instead of the file's defaults.
+    (lab.dir / "topology.yml").write_text(yaml.safe_dump(lab.topology, sort_keys=False))
     (lab.dir / "state.json").write_text(json.dumps({"status": "starting", "pid": os.getpid()}))
     lab.ca.create()
     _make_ssh_keys(lab)

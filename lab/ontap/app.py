@@ -17,6 +17,7 @@ import fnmatch
 import hmac
 import time
 import urllib.parse
+import uuid as uuidlib
 from typing import Any
 
 import requests
@@ -266,6 +267,24 @@ def create_app(cluster: Cluster, username: str, password: str) -> Flask:
             "_links": {"self": {"href": f"/api/svm/svms/{cluster.svm_uuid}"}},
         }
         return collection([rec], ("uuid", "name"))
+
+    @app.get("/api/svm/peers")
+    def svm_peers() -> Response:
+        # One record per peered SVM of the other clusters (ONTAP's SVM peer relationship);
+        # `name` is the local name of the peer SVM, the same as its own name in the lab.
+        recs = [
+            {
+                "uuid": str(uuidlib.uuid5(uuidlib.NAMESPACE_URL, f"svm-peer:{cluster.svm}:{svm}")),
+                "name": svm,
+                "svm": {"name": cluster.svm, "uuid": cluster.svm_uuid},
+                "peer": {"svm": {"name": svm}},
+                "state": "peered",
+                "applications": ["snapmirror"],
+            }
+            for svm in sorted(cluster.peers)
+            if svm != cluster.svm
+        ]
+        return collection(recs, ("uuid", "name", "svm.name", "peer.svm.name"))
 
     # --- SnapMirror relationships
     rel_keys = ("uuid", "source.path", "destination.path")
