@@ -277,6 +277,18 @@ def test_site_build_then_scheduled_verify(controller: Controller) -> None:
     assert json.loads(report.read_text())["ok"] is True
 
 
+def test_dr_test_refuses_the_active_site(controller: Controller) -> None:
+    # dc1 is active after the build: the drill refuses it before any change, and records why.
+    job = controller.launch("zimbra_geo DR test (drill)", limit="dc1", survey={"dr_test_action": "run"})
+    assert job["rc"] != 0 and job["status"] == "failed"
+    assert "dc1 is not the standby site" in job["stdout"], explain(job)
+    assert "docs/operator-guide.md#a-dr-test-was-refused" in job["stdout"]
+    [record] = controller.records("dr-test-dc1-*.json")
+    content = json.loads(record.read_text())
+    assert (content["result"], content["action"], content["clones"], content["leftovers"]) == ("failed", "run", [], [])
+    assert [s["result"] for s in content["steps"]] == ["failed"]
+
+
 def test_failover_survey_refuses_unconfirmed_disaster(controller: Controller) -> None:
     job = controller.launch("zimbra_geo failover", limit="dc2",
                             survey={"site_failover_mode": "disaster", "site_failover_confirm_disaster": "false"})

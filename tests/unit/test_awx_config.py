@@ -164,6 +164,20 @@ def test_failover_survey_matches_the_role(config: dict[str, Any]) -> None:
     assert workflow["survey_spec"] == failover["survey_spec"]
 
 
+def test_dr_test_template_asks_the_standby_and_the_roles_actions(config: dict[str, Any]) -> None:
+    specs = yaml.safe_load((REPO / "roles" / "dr_test" / "meta" / "argument_specs.yml").read_text())
+    options = specs["argument_specs"]["main"]["options"]
+    [drill] = [jt for jt in config["controller_templates"] if jt["playbook"] == "playbooks/dr-test.yml"]
+    assert (REPO / drill["playbook"]).is_file()
+    # The limit names the standby: asked at launch, never a default that could be the active site.
+    assert drill["ask_limit_on_launch"] is True and not drill.get("limit")
+    assert not drill.get("ask_variables_on_launch") and drill["survey_enabled"] is True
+    [question] = drill["survey_spec"]["spec"]
+    option = options[question["variable"]]
+    assert question["choices"] == option["choices"] and question["default"] == option["default"]
+    assert drill["extra_vars"]["zimbra_geo_report_dir"] == config["zimbra_geo_awx_report_dir"]
+
+
 def test_workflow_verify_approve_failover_verify(config: dict[str, Any]) -> None:
     templates = {jt["name"]: jt for jt in config["controller_templates"]}
     nodes = {n["identifier"]: n for n in config["controller_workflows"][0]["simplified_workflow_nodes"]}
