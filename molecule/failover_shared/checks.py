@@ -118,3 +118,28 @@ def run_records(kind: str, target: str) -> list[dict[str, Any]]:
     directory = os.path.join(os.environ.get("MOLECULE_EPHEMERAL_DIRECTORY", "/tmp"), "reports")
     files = sorted(glob.glob(os.path.join(directory, f"{kind}-{target}-*.json")))
     return [json.loads(Path(f).read_text()) for f in files]
+
+
+def check_outgoing_mail(host: Any, lab_dir: str, subject: str, active: str, timeout: float = 60) -> None:
+    """Mail the active mailbox sends to another domain leaves through its own site's MTA: the
+    lab's outside relay records which MTA handed it over (its HELO name and address)."""
+    import shlex
+    import time
+
+    message = f"From: user01@example.test\nTo: someone@example.net\nSubject: {subject}\n\nout\n"
+    sent = host.run(f"printf %s {shlex.quote(message)} | su - zimbra -c "
+                    "'/opt/zimbra/bin/zmmailbox -z -m user01@example.test sendMessage'")
+    assert sent.rc == 0, sent.stdout + sent.stderr
+    outbox = Path(lab_dir) / "hosts" / "outside" / "outbound"
+    deadline = time.monotonic() + timeout
+    while True:
+        found = [json.loads(p.read_text()) for p in outbox.glob("*.json")
+                 if subject in p.with_suffix(".eml").read_text(errors="replace")]
+        if found or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert found, f"{subject!r} did not reach the outside relay in {timeout} s"
+    mta = found[0]["helo"].split(".")[0]
+    assert mta.startswith(f"{active}-mta"), f"{subject!r} left through {found[0]['helo']}"
+    address = host.run(f"getent hosts {mta}").stdout.split()[0]
+    assert found[0]["peer"] == address, found[0]

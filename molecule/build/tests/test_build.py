@@ -210,3 +210,17 @@ def test_mail_through_the_ingress_mta_lands_on_dc1_with_its_blob_in_dc1_sproxyd(
     key = out.stdout.split()[-1]
     dc1 = [s["url"] for s in PLATFORM["zimbra_geo_scality_sproxyd"] if s["site"] == "dc1"][0]
     assert requests.get(f"{dc1}/{key}", timeout=10).content.endswith(b"body\r\n")
+
+
+def test_outgoing_mail_leaves_from_the_active_site_and_the_mtas_are_no_open_relay() -> None:
+    import smtplib
+
+    sys.path.insert(0, str(REPO / "molecule" / "failover_shared"))
+    import checks
+
+    checks.check_outgoing_mail(host("dc1-mbox1"), PLATFORM["zimbra_geo_lab_dir"],
+                               f"molecule outgoing {uuid.uuid4().hex[:8]}", "dc1")
+    # From outside the sites (the controller), mail for another domain is refused.
+    with smtplib.SMTP(HOSTVARS["dc1-mta1"]["ansible_host"], 25, timeout=30) as client:
+        with pytest.raises(smtplib.SMTPRecipientsRefused):
+            client.sendmail("a@remote.test", ["b@elsewhere.test"], "Subject: relay?\r\n\r\nx\r\n")

@@ -37,6 +37,13 @@ def test_mail_from_before_the_failover_is_readable_on_dc2(host):
     assert "planned-queued" in found, found
 
 
+def test_outgoing_mail_leaves_from_dc2(host):
+    if name_of(host) != "dc2-mbox1":
+        pytest.skip("sent from the new active mailbox")
+    checks.check_outgoing_mail(host, host.ansible.get_variables()["zimbra_geo_lab_dir"],
+                               "planned-outgoing-after", ACTIVE)
+
+
 def test_dns_views_answer_dc2(host):
     if name_of(host) != "dc2-mbox1":
         pytest.skip("once")
