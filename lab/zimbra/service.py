@@ -40,6 +40,8 @@ LAB_TIMINGS = {
 }
 VOLUMES = {"db": "/opt/zimbra/db", "index": "/opt/zimbra/index"}
 REGISTER_TIMEOUT = 30.0
+# The stand-in's fault file on each host (lab.zimbra.standin.proc reads it).
+FAULTS_FILE = "/opt/zimbra/conf/x-lab-faults.json"
 
 
 ROLE_ALIASES = {"mailbox": "mailbox", "mbox": "mailbox", "zimbra-mailbox": "mailbox",
@@ -152,11 +154,11 @@ def standin_config(lab: Any, host: Any) -> dict[str, Any]:
             "static_hosts": {mailhost_name(lab): primary[0].address} if primary else {},
             "lmtp_port": 7025,
             "retry_interval": 2,
-        }
-        dns_hosts = [h for h in _hosts(lab) if h.name == "dns"]
             # Postfix's mynetworks: the sites' own hosts may relay (outgoing mail).
             "mynetworks": [spec["network"] for spec in topology.get("sites", {}).values()
                            if spec.get("network")],
+        }
+        dns_hosts = [h for h in _hosts(lab) if h.name == "dns"]
         tsig = _secret(lab, "tsig_internal")
         if dns_hosts and tsig:
             smtp["dns"] = {"server": dns_hosts[0].address, "port": 53, "key_name": "k-internal",
@@ -254,6 +256,35 @@ class ZimbraService(Service):
     def stop(self, lab: Any, host: Any) -> None:
         _run(host, ["/usr/bin/python3", "-m", "zmstandin", "kill-all"],
              env=dict(os.environ, PYTHONPATH=OPT_LIB, ZIMBRA_HOME="/opt/zimbra"))
+
+    def heal(self, lab: Any, host: Any) -> None:
+        """Injected start failures cleared (the services stay as they are)."""
+        _run(host, ["rm", "-f", FAULTS_FILE])
+        super().heal(lab, host)
+
+    @staticmethod
+    def fault(lab: Any, args: list[str]) -> int:
+        """`lab fault zimbra start-fail HOST [PROCESS [MESSAGE]]`: PROCESS (default mailboxd)
+        dies as it starts on HOST, so `zmcontrol start` reports it Failed and exits 1 and
+        `zmcontrol status` shows it Stopped, until `lab fault zimbra heal [HOST]`."""
+        hosts = {h.name: h for h in _hosts(lab) if zimbra_roles(h)}
+        action, rest = (args[0], args[1:]) if args else ("", [])
+        if action == "start-fail" and rest and rest[0] in hosts:
+            process = rest[1] if len(rest) > 1 else "mailboxd"
+            message = rest[2] if len(rest) > 2 else (
+                f"{process}: java.net.BindException: Address already in use (injected by the lab)")
+            body = json.dumps({"start_failure": {process: message}})
+            _run(hosts[rest[0]], ["sh", "-c", f'cat > {FAULTS_FILE}'], input=body, check=True)
+            print(f"{process} fails to start on {rest[0]}")
+            return 0
+        if action == "heal" and all(name in hosts for name in rest):
+            for name in rest or sorted(hosts):
+                _run(hosts[name], ["rm", "-f", FAULTS_FILE])
+            print("zimbra start failures cleared")
+            return 0
+        print("usage: lab fault zimbra start-fail HOST [PROCESS [MESSAGE]] | heal [HOST...]; "
+              f"hosts: {', '.join(sorted(hosts))}", file=sys.stderr)
+        return 2
 
     def check(self, lab: Any, host: Any) -> tuple[bool, str]:
         try:
