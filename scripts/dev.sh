@@ -99,7 +99,7 @@ run_sanity() {
   rsync -a --delete --delete-excluded \
     --exclude .git --exclude .venv --exclude .build --exclude .collections --exclude .cache \
     --exclude .lab --exclude .ruff_cache --exclude .pytest_cache --exclude tests/output \
-    --exclude '__pycache__' --exclude /lab --exclude /bench --exclude /molecule --exclude /scripts \
+    --exclude '__pycache__' --exclude /lab --exclude /bench --exclude /molecule --exclude /scripts --exclude /execution-environment \
     --exclude /tests/integration --exclude /tests/molecule --exclude /tests/unit/lab --exclude /tests/conftest.py \
     --exclude /inventories/lab \
     "$ROOT/" "$dest/"

@@ -1,9 +1,11 @@
-"""The execution environment definition produces a complete ansible-builder build context.
+"""The execution environment definition produces a complete ansible-builder build context,
+and the collection's own dependency metadata is what ansible-builder's introspection reads.
 
 No image can be built here: `ansible-builder create` writes the context (Containerfile and the
 files it copies), and the test checks that context: the Python, system and Galaxy
 requirements copied, the collection artifact included and installed by the Containerfile, and
-the pins agreeing with the ones the tests run with.
+the pins agreeing with the ones the tests run with. `ansible-builder introspect` over the
+installed artifact shows what any other image that installs the collection gets.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
-EE_FILE = REPO / "meta" / "execution-environment.yml"
+EE_FILE = REPO / "execution-environment" / "execution-environment.yml"
 
 
 def pins(path: Path) -> dict[str, str]:
@@ -41,8 +43,8 @@ def context(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.fail("ansible-builder is not installed (requirements-dev.txt)")
     work = tmp_path_factory.mktemp("ee")
     definition = yaml.safe_load(EE_FILE.read_text())
-    (work / "meta").mkdir()
-    shutil.copy(EE_FILE, work / "meta" / EE_FILE.name)
+    (work / EE_FILE.parent.name).mkdir()
+    shutil.copy(EE_FILE, work / EE_FILE.parent.name / EE_FILE.name)
     for key in ("galaxy", "python", "system"):
         source = (EE_FILE.parent / definition["dependencies"][key]).resolve()
         target = work / source.relative_to(REPO)
@@ -54,7 +56,7 @@ def context(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
     assert build.returncode == 0, build.stderr
     create = subprocess.run(
-        [str(BIN / "ansible-builder"), "create", "-f", str(work / "meta" / EE_FILE.name),
+        [str(BIN / "ansible-builder"), "create", "-f", str(work / EE_FILE.parent.name / EE_FILE.name),
          "-c", str(work / "context"), "--output-filename", "Containerfile"],
         capture_output=True, text=True, cwd=work, check=False,
     )
@@ -112,6 +114,8 @@ def test_context_includes_the_collection(context: Path) -> None:
     assert "COPY _build/zimbra_geo/ /tmp/zimbra_geo/" in final
     assert re.search(r"ansible-galaxy collection install --offline --no-deps\s+"
                      r"--collections-path /usr/share/ansible/collections /tmp/zimbra_geo/mailops-zimbra_geo-", final)
+    # The installed collection keeps its dependency metadata.
+    assert "meta/execution-environment.yml" not in final
     assert "ENV ANSIBLE_COLLECTIONS_PATH=/runner/requirements_collections:/usr/share/ansible/collections" in final
 
 
@@ -124,3 +128,28 @@ def test_bindep_parses_and_names_the_controller_tools() -> None:
     wanted = {rule[0] for rule in depends.active_rules(profiles)}
     assert {"ldap-utils", "openssh-client", "hostname"} <= wanted
     assert not wanted & {"openldap-clients", "openssh-clients"}
+
+
+def test_installed_collection_declares_its_dependencies_to_introspection(context: Path, tmp_path: Path) -> None:
+    """What ansible-builder's introspection finds in the installed artifact: the client
+    libraries of meta/ee-requirements.txt and the tools of bindep.txt, nothing of the
+    developer pins (ansible-core, pytest...), and no build definition inside the collection."""
+    artifact = next((context / "_build" / "zimbra_geo").glob("mailops-zimbra_geo-*.tar.gz"))
+    with tarfile.open(artifact) as tar:
+        names = set(tar.getnames())
+    assert "meta/execution-environment.yml" in names
+    assert not any(n.startswith("execution-environment/") for n in names)
+    install = subprocess.run(
+        [str(BIN / "ansible-galaxy"), "collection", "install", "--offline", "--no-deps",
+         "--force", "-p", str(tmp_path), str(artifact)], capture_output=True, text=True, check=False)
+    assert install.returncode == 0, install.stdout + install.stderr
+    found = subprocess.run(
+        [str(BIN / "ansible-builder"), "introspect", "--sanitize", str(tmp_path)],
+        capture_output=True, text=True, check=False)
+    assert found.returncode == 0, found.stdout + found.stderr
+    data = yaml.safe_load(found.stdout)
+    assert all(entry.endswith("# from collection mailops.zimbra_geo") for entry in data["python"] + data["system"])
+    python = {entry.split("#")[0].strip() for entry in data["python"]}
+    assert python == {f"{name}=={version}" for name, version in pins(REPO / "meta" / "ee-requirements.txt").items()}
+    system = {entry.split()[0] for entry in data["system"]}
+    assert {"ldap-utils", "openldap-clients", "openssh-client", "hostname"} <= system, found.stdout
