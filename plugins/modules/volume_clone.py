@@ -11,11 +11,11 @@ author:
   - zimbra_geo maintainers (@mailops)
 description:
   - Creates (O(state=present)) or destroys (O(state=absent)) read-write FlexClone volumes of
-    the volumes of one SVM, all at once: the non-disruptive way to test a failover on the
+    the volumes of one SVM, all at once; the non-disruptive way to test a failover on the
     standby site, as the SnapMirror relationships of the parents keep running.
   - A clone is made from the B(newest SnapMirror snapshot) of its parent (the newest snapshot
     whose name starts with O(snapshot_prefix)), unless O(snapshot) names one. The module
-    reports the snapshot and its creation time: that is the point in time the clone shows.
+    reports the snapshot and its creation time, the point in time the clone shows.
   - Idempotent. An existing clone of the same parent is left as it is (and its snapshot is
     reported); a volume of the clone's name that is not a FlexClone of that parent fails the
     task before any change. O(state=absent) deletes only FlexClones of the given parents, never
