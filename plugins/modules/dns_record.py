@@ -5,7 +5,7 @@ from __future__ import annotations
 
 DOCUMENTATION = r"""
 module: dns_record
-short_description: Set one DNS record set in several views of a split-horizon zone
+short_description: Set DNS record sets in several views of a split-horizon zone
 version_added: 0.1.0
 author:
   - zimbra_geo maintainers (@mailops)
@@ -18,6 +18,8 @@ description:
   - Every view is read (and checked to serve the zone) before any view is changed, so a wrong
     key or a missing zone in one view fails the task with no change anywhere.
   - Check mode sends no update at all; it only reads, with signed queries, and predicts.
+  - With O(records), many record sets are set in one task (a failover moves every service
+    name at once): every record set is read in every view it concerns before any is changed.
 extends_documentation_fragment:
   - mailops.zimbra_geo.dns
   - ansible.builtin.action_common_attributes
@@ -34,13 +36,12 @@ options:
       - The owner name. C(@) is the zone apex; a name ending with a dot is absolute; a name
         that ends with the zone name is taken as written; any other name is relative to the
         zone of each view (C(mail) is C(mail.example.test.) in zone C(example.test)).
+      - One of O(record) and O(records) is required.
     type: str
-    required: true
   type:
     description:
-      - Record type.
+      - Record type. Required with O(record).
     type: str
-    required: true
     choices: [A, AAAA, CNAME, MX, TXT]
   values:
     description:
@@ -65,6 +66,40 @@ options:
     type: str
     default: present
     choices: [present, absent]
+  records:
+    description:
+      - Several record sets at once, each with the options of a single one; O(views) gives
+        the servers and keys, and each entry may name the views it goes to.
+      - Mutually exclusive with O(record).
+    type: list
+    elements: dict
+    suboptions:
+      record:
+        description: The owner name, as O(record).
+        type: str
+        required: true
+      type:
+        description: Record type.
+        type: str
+        required: true
+        choices: [A, AAAA, CNAME, MX, TXT]
+      values:
+        description: The records of the set, as O(values).
+        type: list
+        elements: str
+      ttl:
+        description: TTL of the record set, in seconds.
+        type: int
+        default: 3600
+      state:
+        description: As O(state).
+        type: str
+        default: present
+        choices: [present, absent]
+      views:
+        description: The names of the views (from O(views)) this record set goes to; all when omitted.
+        type: list
+        elements: str
 notes:
   - A CNAME cannot coexist with other data at the same name; the module refuses, before any
     change, to add data next to an existing CNAME, and a server that ignores a conflicting
@@ -109,6 +144,14 @@ EXAMPLES = r"""
     values: ["v=spf1 mx -all"]
     views: "{{ dns_views }}"
 
+- name: Every service name at the new site, the mailbox names in the internal view only
+  mailops.zimbra_geo.dns_record:
+    views: "{{ zimbra_geo_dns_views.values() | list }}"
+    records:
+      - {record: mail, type: A, ttl: 300, values: [127.10.2.31], views: [internal]}
+      - {record: mail, type: A, ttl: 300, values: [127.20.2.31], views: [external]}
+      - {record: mbox1, type: A, ttl: 300, values: [127.10.2.21], views: [internal]}
+
 - name: Remove the old alias everywhere
   mailops.zimbra_geo.dns_record:
     record: webmail-old
@@ -120,17 +163,23 @@ EXAMPLES = r"""
 RETURN = r"""
 record:
   description: The record name as given.
-  returned: always
+  returned: when O(record) is given
   type: str
   sample: mail
 type:
   description: The record type.
-  returned: always
+  returned: when O(record) is given
   type: str
   sample: A
+records:
+  description: One entry per record set of O(records), each with RV(record), RV(type) and RV(views).
+  returned: when O(records) is given
+  type: list
+  elements: dict
+  sample: [{"record": "mail", "type": "A", "changed": true, "views": []}]
 views:
   description: What was found and what was made (or, in check mode, would be made) in each view.
-  returned: always
+  returned: when O(record) is given
   type: list
   elements: dict
   contains:
@@ -266,6 +315,10 @@ class DnsRecordRunner:
         return after
 
     def run(self) -> dict:
+        return self.execute(self.plan())
+
+    def plan(self) -> tuple:
+        """Read every view and decide; raises before any change."""
         rdtype, desired, views = self.validate()
         plans = []
         # Everything is read first: a failure in any view stops the task before any change.
@@ -297,7 +350,10 @@ class DnsRecordRunner:
                             kind="input",
                         )
             plans.append((view, client, fqdn, current, action))
+        return rdtype, desired, plans
 
+    def execute(self, planned: tuple) -> dict:
+        rdtype, desired, plans = planned
         results = []
         diffs = []
         for view, client, fqdn, current, action in plans:
@@ -338,25 +394,79 @@ class DnsRecordRunner:
         return result
 
 
+TYPES = ["A", "AAAA", "CNAME", "MX", "TXT"]
+
+
 def argument_spec() -> dict:
     spec = dns_argument_spec()
     spec.update(
-        record={"type": "str", "required": True},
-        type={"type": "str", "required": True, "choices": ["A", "AAAA", "CNAME", "MX", "TXT"]},
+        record={"type": "str"},
+        type={"type": "str", "choices": TYPES},
         values={"type": "list", "elements": "str"},
         ttl={"type": "int", "default": 3600},
         state={"type": "str", "default": "present", "choices": ["present", "absent"]},
+        records={
+            "type": "list",
+            "elements": "dict",
+            "options": {
+                "record": {"type": "str", "required": True},
+                "type": {"type": "str", "required": True, "choices": TYPES},
+                "values": {"type": "list", "elements": "str"},
+                "ttl": {"type": "int", "default": 3600},
+                "state": {"type": "str", "default": "present", "choices": ["present", "absent"]},
+                "views": {"type": "list", "elements": "str"},
+            },
+        },
     )
     return spec
 
 
+def run_many(params: dict, check_mode: bool, diff_mode: bool, client_factory) -> dict:
+    """Every record set of `records`: all read and decided first, then the changes sent."""
+    # A view's label is its name, else its key's name (as View.from_params labels it).
+    known = {view.get("name") or view["key_name"] for view in params["views"]}
+    runners = []
+    for entry in params["records"]:
+        wanted = entry.get("views")
+        if wanted and set(wanted) - known:
+            raise DnsError(f"record {entry['record']} names views that are not in views: "
+                           f"{', '.join(sorted(set(wanted) - known))}", kind="input")
+        views = [v for v in params["views"] if not wanted or (v.get("name") or v["key_name"]) in wanted]
+        sub = dict(params, record=entry["record"], type=entry["type"], values=entry.get("values"),
+                   ttl=entry["ttl"], state=entry["state"], views=views)
+        runners.append(DnsRecordRunner(sub, check_mode, diff_mode, client_factory))
+    plans = [runner.plan() for runner in runners]
+    results = []
+    for index, runner in enumerate(runners):
+        try:
+            results.append(runner.execute(plans[index]))
+        except DnsError as exc:
+            done = [f"{r['record']} {r['type']}" for r in results if r["changed"]]
+            if done:
+                exc.args = (f"{exc} (record sets already changed: {', '.join(done)}; run again once fixed)",)
+            raise
+    result = {"changed": any(r["changed"] for r in results),
+              "records": [{k: v for k, v in r.items() if k != "diff"} for r in results]}
+    if diff_mode:
+        result["diff"] = [d for r in results for d in r.get("diff", [])]
+    return result
+
+
 def main() -> None:
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = AnsibleModule(
+        argument_spec=argument_spec(),
+        supports_check_mode=True,
+        required_one_of=[("record", "records")],
+        mutually_exclusive=[("record", "records")],
+        required_by={"record": "type"},
+    )
     if not HAS_DNSPYTHON:
         module.fail_json(msg=missing_required_lib("dnspython"), exception=DNSPYTHON_IMPORT_ERROR)
-    runner = DnsRecordRunner(module.params, module.check_mode, module._diff, DnsClient)
     try:
-        result = runner.run()
+        if module.params["records"] is not None:
+            result = run_many(module.params, module.check_mode, module._diff, DnsClient)
+        else:
+            result = DnsRecordRunner(module.params, module.check_mode, module._diff, DnsClient).run()
     except DnsError as exc:
         module.fail_json(msg=str(exc), view=exc.view, error_kind=exc.kind)
     module.exit_json(**result)

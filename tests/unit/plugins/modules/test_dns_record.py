@@ -245,3 +245,43 @@ def test_main_in_check_mode_returns_the_prediction(monkeypatch, capsys, views):
     assert result["changed"] is True
     assert len(result["diff"]) == 2
     assert updates(views) == []
+
+
+def run_many(views, check_mode=False, records=None) -> dict:
+    p = params(record=None, type=None, values=None, records=records)
+    return dns_record.run_many(p, check_mode, False, lambda view, timeout: FakeClient(views[view.name]))
+
+
+def entry(record, values, views=None, **kw):
+    return {"record": record, "type": "A", "values": values, "ttl": 300, "state": "present", "views": views, **kw}
+
+
+def test_records_sets_each_record_in_its_own_views_and_is_idempotent(views):
+    records = [entry("mail", ["127.10.2.41"], ["internal"]), entry("mail", ["127.20.2.41"], ["external"]),
+               entry("mbox1", ["127.10.2.21"], ["internal"])]
+    first = run_many(views, records=records)
+    assert first["changed"] is True
+    assert views["internal"].records[(MAIL, "A")] == NEW
+    assert views["external"].records[(MAIL, "A")] == RecordSet(300, ("127.20.2.41",))
+    assert ("mbox1.example.test.", "A") not in views["external"].records
+    assert [(r["record"], [v["name"] for v in r["views"]]) for r in first["records"]] == [
+        ("mail", ["internal"]), ("mail", ["external"]), ("mbox1", ["internal"])]
+    assert run_many(views, records=records)["changed"] is False
+
+
+def test_records_reads_everything_before_any_change(views):
+    # The second record set is refused at reading time: nothing at all is sent.
+    views["internal"].records[("webmail.example.test.", "CNAME")] = RecordSet(300, ("proxy.example.test.",))
+    with pytest.raises(DnsError, match="CNAME"):
+        run_many(views, records=[entry("mail", ["127.10.2.41"]), entry("webmail", ["127.10.2.51"])])
+    assert updates(views) == []
+
+
+def test_records_check_mode_sends_nothing(views):
+    result = run_many(views, check_mode=True, records=[entry("mail", ["127.10.2.41"])])
+    assert result["changed"] is True and updates(views) == []
+
+
+def test_records_refuses_an_unknown_view(views):
+    with pytest.raises(DnsError, match="not in views"):
+        run_many(views, records=[entry("mail", ["127.10.2.41"], ["dmz"])])
