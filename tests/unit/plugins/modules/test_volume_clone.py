@@ -70,6 +70,11 @@ class Cluster:
         return 202, {}, json.dumps({"job": {"uuid": "j2", "_links": {"self": {"href": "/api/cluster/jobs/j2"}}}})
 
 
+@pytest.fixture(autouse=True)
+def fast_polls(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(volume_clone, "POLL_INTERVAL", 0.01)
+
+
 def params(**kw: Any) -> dict:
     p = {
         "hostname": "ontap.test",
