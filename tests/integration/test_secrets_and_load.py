@@ -119,17 +119,20 @@ def leak_forms(secrets: dict[str, str]) -> dict[str, str]:
 
 
 def leaks(text: str, forms: dict[str, str]) -> list[str]:
-    """Labels of the forms found, each with the text before it (the form itself masked)."""
-    found = []
+    """The secrets found, each with the text before its first piece (so no piece of it is shown)."""
+    first: dict[str, tuple[int, str]] = {}
     for label, form in forms.items():
         at = text.find(form)
-        if at >= 0:
-            before = text[max(0, at - 300):at]
-            for other in sorted(forms.values(), key=len, reverse=True):  # no piece of a secret in the message
-                before = before.replace(other, "<SECRET>")
-            before = " ".join(before.split())[-200:]
-            found.append(f"{label} after: ...{before} <HERE>")
-    return sorted(found)
+        secret = label.split(" (")[0].split(": ")[0]
+        if at >= 0 and (secret not in first or at < first[secret][0]):
+            first[secret] = (at, label)
+    found = []
+    for at, label in sorted(first.values()):
+        before = text[max(0, at - 300):at]
+        for other in sorted(forms.values(), key=len, reverse=True):  # other secrets, whole
+            before = before.replace(other, "<SECRET>")
+        found.append(f"{label}, after: ...{' '.join(before.split())[-200:]}")
+    return found
 
 
 # ------------------------------------------------------------------ the lab, read out of band
