@@ -178,6 +178,7 @@ from ansible_collections.mailops.zimbra_geo.plugins.module_utils._ontap import (
     OntapError,
     ontap_argument_spec,
 )
+from ansible_collections.mailops.zimbra_geo.plugins.module_utils._tls import unverified_tls_warnings
 
 POLL_INTERVAL = 0.5
 
@@ -367,6 +368,8 @@ class CloneRunner:
 
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    for warning in unverified_tls_warnings(module.params):
+        module.warn(warning)
     if not HAS_NETAPP_ONTAP:
         module.fail_json(msg=missing_required_lib("netapp-ontap"), exception=NETAPP_ONTAP_IMPORT_ERROR)
     try:

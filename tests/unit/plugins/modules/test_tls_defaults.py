@@ -96,6 +96,7 @@ def insecure_args(name: str, port: int) -> dict:
     return {
         "snapmirror_info": {**ontap, "svm": "svm_dc2"},
         "snapmirror": {**ontap, "svm": "svm_dc2", "state": "paused"},
+        "volume_clone": {**ontap, "svm": "svm_dc2", "volumes": ["mbox1_db"]},
         "ldap_replication_info": {**ldap, "masters": [{"uri": uri}], "suffix": "dc=example,dc=test"},
         "ldap_mmr": {**ldap, "server_uri": uri, "server_id": 1, "suffix": "dc=example,dc=test",
                      "masters": [{"server_id": 1, "uri": uri}, {"server_id": 2, "uri": uri + "/"}],
@@ -119,7 +120,8 @@ def test_every_tls_module_warns_when_verification_is_off(name):
     )
 
 
-WARNED = ["access_check", "ldap_mmr", "ldap_replication_info", "scality_ring_info", "snapmirror", "snapmirror_info"]
+WARNED = ["access_check", "ldap_mmr", "ldap_replication_info", "scality_ring_info", "snapmirror", "snapmirror_info",
+          "volume_clone"]
 
 
 @pytest.mark.parametrize("name", WARNED)
