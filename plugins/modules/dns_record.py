@@ -19,7 +19,7 @@ description:
     key or a missing zone in one view fails the task with no change anywhere.
   - Check mode sends no update at all; it only reads, with signed queries, and predicts.
   - With O(records), many record sets are set in one task (a failover moves every service
-    name at once): every record set is read in every view it concerns before any is changed.
+    name at once); every record set is read in every view it concerns before any is changed.
 extends_documentation_fragment:
   - mailops.zimbra_geo.dns
   - ansible.builtin.action_common_attributes
