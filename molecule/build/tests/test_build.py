@@ -62,7 +62,7 @@ def test_replication_verify_passes_and_writes_its_report(tmp_path: Path) -> None
     assert report["ok"] and not report["split_brain"] and report["active_site"] == "dc1"
     assert {c["name"]: c["ok"] for c in report["checks"]} == {
         "active_site": True, "ldap": True, "snapmirror": True, "scality": True, "dns": True,
-        "zimbra": True}
+        "zimbra": True, "standby_fenced": True}
     assert isinstance(report["rpo_current_seconds"], int)
     html = (tmp_path / "replication-verify-latest.html").read_text()
     assert html.count("<table>") == 1 + len(report["checks"])
