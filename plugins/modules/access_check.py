@@ -21,6 +21,8 @@ description:
   - ONTAP reads C(/api/cluster); LDAP binds (and binds as the C(cn=config) administrator when
     O(ldap.config_bind_pw) is given); Scality reads the Supervisor's C(status/); DNS asks each
     view, with its TSIG key, for the SOA of its zone.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full
@@ -195,7 +197,7 @@ requirements:
   - requests (for O(scality))
   - dnspython (for O(dns))
 seealso:
-  - role: mailops.zimbra_geo.inventory_check
+  - module: mailops.zimbra_geo.inventory_check
 """
 
 EXAMPLES = r"""
