@@ -132,6 +132,8 @@ def lab() -> Any:
 
     handle = LabHandle(os.environ.get("ZG_LAB_NAME", "zgt"))
     handle.cli("up")
+    # The topology `up` built (saved with the lab), not one an earlier lab of this name left.
+    handle.core = type(handle.core)(handle.name)
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     enter_netns(handle.core.ctl_ns)
     try:
