@@ -58,6 +58,7 @@ LIMITS = {"failover.yml": "dc2", "failback.yml": "dc1", "dr-test.yml": "dc2"}
 class Walk:
     outputs: dict[str, str] = field(default_factory=dict)  # run label -> stdout + stderr
     returncodes: dict[str, int] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)  # printed (pytest -s), never asserted
     before: dict[str, Any] = field(default_factory=dict)
     after: dict[str, Any] = field(default_factory=dict)
     verify_runs: list[tuple[str, int]] = field(default_factory=list)
@@ -218,6 +219,7 @@ def fixture_walk(lab, tmp_path_factory) -> Walk:
     def run(label: str, playbook: str, limit: str | None = None, report_dir: Path | None = None) -> int:
         saved = {k: os.environ.get(k) for k in env_extra}
         os.environ.update(env_extra)  # lab.playbook passes this process's environment on
+        started = time.monotonic()
         try:
             proc = lab.playbook(REPO / "playbooks" / playbook, limit=limit,
                                 args=["-e", f"zimbra_geo_report_dir={report_dir or walk.reports}"])
@@ -227,6 +229,7 @@ def fixture_walk(lab, tmp_path_factory) -> Walk:
                     os.environ.pop(key, None)
                 else:
                     os.environ[key] = value
+        walk.seconds[label] = time.monotonic() - started
         walk.outputs[label] = proc.stdout + proc.stderr
         walk.returncodes[label] = proc.returncode
         return proc.returncode
@@ -263,6 +266,7 @@ def fixture_walk(lab, tmp_path_factory) -> Walk:
 
 # ------------------------------------------------------------------ secrets
 def test_every_playbook_ran(walk):
+    print("\n".join(f"{seconds:7.1f} s  {label}" for label, seconds in walk.seconds.items()))
     playbooks = {p.name for p in (REPO / "playbooks").glob("*.yml")}
     ran = {label.split(" ")[0] for label in walk.outputs}
     assert playbooks <= ran
