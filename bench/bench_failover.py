@@ -296,7 +296,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> Path | None:
         peers = [(r["mailbox_servers"], r["peer"]["seconds"]) for r in mine if r.get("peer")]
         if peers:
             ax.plot([n for n, _ in peers], [s for _, s in peers], "s--", label=f"peer playbook ({profile})")
-        ax.plot(sizes, [r["critical_path"] for r in mine], ":", label=f"critical path ({profile})")
+        ax.plot(sizes, [r["critical_path"] for r in mine], "x:", label=f"critical path ({profile})")
     ax.set_xlabel("mailbox servers per site (2 volumes each)")
     ax.set_ylabel("planned failover, seconds")
     ax.set_title("Failover time against platform size")
@@ -324,7 +324,7 @@ def main() -> None:
     args = parser.parse_args()
     args.peer_sizes = args.peer_sizes if args.peer_sizes is not None else args.sizes
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
-    outdir = args.out / f"failover-{stamp}"
+    outdir = args.out / f"failover-{stamp}-{args.lab}"  # two labs may run side by side
     outdir.mkdir(parents=True, exist_ok=True)
     rows: list[dict[str, Any]] = []
     try:
