@@ -18,6 +18,12 @@ from ansible_collections.mailops.zimbra_geo.plugins.modules import access_check
 SECRET = "pw-not-in-any-output"
 
 
+def raise_if(error):
+    """Raise the scripted error, if any."""
+    if error is not None:
+        raise error
+
+
 class FakeOntap:
     error: OntapError | None = None
 
@@ -25,8 +31,7 @@ class FakeOntap:
         pass
 
     def cluster(self):
-        if self.error:
-            raise self.error
+        raise_if(self.error)
         return {"name": "dc1-ontap"}
 
     def close(self):
@@ -40,8 +45,7 @@ class FakeLdap:
         self.uri = uri
 
     def __enter__(self):
-        if self.error:
-            raise self.error
+        raise_if(self.error)
         return self
 
     def __exit__(self, *exc):
@@ -55,8 +59,7 @@ class FakeScality:
         pass
 
     def supervisor_status(self):
-        if self.error:
-            raise self.error
+        raise_if(self.error)
         return {}
 
 
@@ -67,8 +70,7 @@ class FakeDns:
         pass
 
     def check_zone(self):
-        if self.error:
-            raise self.error
+        raise_if(self.error)
 
 
 @pytest.fixture(name="listener")
@@ -117,8 +119,9 @@ def test_every_backend_accepts(capsys, monkeypatch, listener):
 
 
 @pytest.mark.parametrize("fake, error, message", [
-    (FakeOntap, OntapError("401", status=401), "ONTAP cluster 127.0.0.1:{port} (site dc1): refused the credentials "
-                                                "(zimbra_geo_ontap_username / zimbra_geo_ontap_password)"),
+    (FakeOntap, OntapError("401", status=401),
+     "ONTAP cluster 127.0.0.1:{port} (site dc1): refused the credentials "
+     "(zimbra_geo_ontap_username / zimbra_geo_ontap_password)"),
     (FakeLdap, LdapError("invalid", "ldap://127.0.0.1", "invalid_credentials"),
      "LDAP master ldap://127.0.0.1 (dc1-ldap1): refused the bind as cn=admin,dc=x"),
     (FakeLdap, LdapError("certificate verify failed", "ldap://127.0.0.1", "tls"), "certificate verify failed"),
@@ -130,7 +133,7 @@ def test_every_backend_accepts(capsys, monkeypatch, listener):
 ], ids=["ontap-401", "ldap-credentials", "ldap-tls", "scality-401", "dns-badkey", "dns-zone"])
 def test_a_refusal_fails_naming_the_endpoint(capsys, monkeypatch, listener, fake, error, message):
     fake.error = error
-    result, _ = run(capsys, monkeypatch, listener)
+    result = run(capsys, monkeypatch, listener)[0]
     assert result["failed"]
     assert result["msg"].startswith("Pre-flight read refused; nothing was changed:")
     assert message.format(port=listener) in result["msg"]
