@@ -88,6 +88,13 @@ def play(lab: Any, tmp_path: Path, tasks: str, check: bool = False, diff: bool =
     return proc, results
 
 
+@pytest.fixture(scope="module", autouse=True)
+def initial_lab(lab: Any) -> None:
+    """Start from the lab's initial state: nothing mounted, Zimbra stopped everywhere, whatever
+    the tests before this module built or failed over."""
+    lab.reset()
+
+
 @pytest.fixture
 def volumes(lab: Any) -> Iterator[None]:
     for path in VOLUMES:
