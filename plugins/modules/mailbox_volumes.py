@@ -52,6 +52,14 @@ options:
       opts:
         description: Mount options (C(mount -o)).
         type: str
+      name:
+        description:
+          - The volume's name in the inventory (C(db), C(index)). Not used, so an inventory
+            entry can be passed as it is.
+        type: str
+      volume:
+        description: The ONTAP volume behind it. Not used either.
+        type: str
   state:
     description:
       - V(mounted) mounts every volume that is not mounted; V(unmounted) unmounts every one that is.
@@ -112,6 +120,8 @@ def argument_spec() -> dict[str, Any]:
             "src": {"type": "str"},
             "fstype": {"type": "str"},
             "opts": {"type": "str"},
+            "name": {"type": "str"},
+            "volume": {"type": "str"},
         }},
         "state": {"type": "str", "default": "mounted", "choices": ["mounted", "unmounted"]},
     }
