@@ -20,7 +20,10 @@ every Zimbra host) and compares the two: the peer must end where the collection 
 Reported: wall time of each run, total ÷ critical path (lab/profiles.py) under `realistic`,
 the automation's own seconds (total − critical path) under `fast`, peer ÷ collection, the
 controller's peak memory (the whole ansible-playbook process tree, summed RSS sampled every
-0.2 s from /proc, and the largest single process), and the load average around each run.
+0.2 s from /proc, and the largest single process), the CPU seconds of the controller (the
+playbook's process tree) and of the whole machine (the lab's hosts and emulators too: on this
+machine they share the controller's cores, on a real platform each server has its own), and the
+load average around each run.
 Tables on stdout, everything as JSON and a plot (PNG, if matplotlib is installed:
 ``pip install -r bench/requirements.txt``) under --out. Numbers only: nothing is asserted.
 """
