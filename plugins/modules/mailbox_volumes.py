@@ -14,7 +14,7 @@ description:
     server (its Zimbra DB and index LUNs) in a single run, so a failover spends one round trip
     per server, not one per volume plus one to read the mount table.
   - Mounts are never written to C(/etc/fstab) (the same as M(ansible.posix.mount) with
-    C(state=ephemeral)): the active site is the one whose volumes are mounted, and a reboot of a
+    C(state=ephemeral)). The active site is the one whose volumes are mounted, and a reboot of a
     standby server must not mount a SnapMirror destination.
   - Reads the mount table first (C(findmnt)). A volume already mounted from its own source is
     left alone, so a second run changes nothing (M(ansible.posix.mount) would remount it). A
@@ -22,6 +22,8 @@ description:
     names what it holds.
   - O(state=unmounted) unmounts each mount point that holds anything; one that is not mounted
     is no change.
+extends_documentation_fragment:
+  - ansible.builtin.action_common_attributes
 attributes:
   check_mode:
     support: full

@@ -43,12 +43,18 @@ class Host:
         return [c for c in self.calls if c[0] != "findmnt"]
 
 
+def _bind(host: Host) -> Any:
+    def run_command(module: AnsibleModule, argv: list[str], **kw: Any) -> tuple[int, str, str]:
+        return host(module, argv, **kw)
+    return run_command
+
+
 @pytest.fixture
 def run(monkeypatch, capsys, tmp_path):
     monkeypatch.setattr(mailbox_volumes.os, "makedirs", lambda *_a, **_k: None)
 
     def _run(host: Host, check_mode: bool = False, diff: bool = False, **params: Any) -> tuple[dict, bool]:
-        monkeypatch.setattr(AnsibleModule, "run_command", lambda self, argv, **kw: host(self, argv, **kw))
+        monkeypatch.setattr(AnsibleModule, "run_command", _bind(host))
         if check_mode:
             params["_ansible_check_mode"] = True
         if diff:
