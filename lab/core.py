@@ -381,6 +381,7 @@ class Lab:
             (etc / "fstab").write_text("# lab host's private fstab\n")
             for f in ("passwd", "group", "shadow"):
                 shutil.copy2(f"/etc/{f}", etc / f)
+            self._private_root_home(host, etc / "passwd")
             host.mnt_ns.touch()
             host.uts_ns.touch()
             binds = " && ".join(
@@ -397,6 +398,24 @@ class Lab:
             )
             sh(["nsenter", f"--net=/run/netns/{host.netns}", "unshare", f"--mount={host.mnt_ns}",
                 f"--uts={host.uts_ns}", "--propagation", "private", "sh", "-c", script])
+
+    @staticmethod
+    def _private_root_home(host: Host, passwd: Path) -> None:
+        """Root's home on the host: its own directory with Debian's default dotfiles, as on a
+        freshly installed server, not the home of whoever runs the lab (whose shell start-up,
+        a version manager's for instance, would then run in every SSH session of the lab)."""
+        home = host.dir / "root-home"
+        home.mkdir(mode=0o700, exist_ok=True)
+        for name in (".bashrc", ".profile"):
+            skel = Path("/etc/skel") / name
+            (home / name).write_text(skel.read_text() if skel.is_file() else "")
+        lines = passwd.read_text().splitlines()
+        for i, line in enumerate(lines):
+            fields = line.split(":")
+            if fields[0] == "root" and len(fields) == 7:
+                fields[5] = str(home)
+                lines[i] = ":".join(fields)
+        passwd.write_text("\n".join(lines) + "\n")
 
     def etc_hosts(self) -> str:
         domain = self.topology["domain"]

@@ -63,7 +63,7 @@ def add_zimbra_user(etc: str, home: str = "/opt/zimbra", uid: int = ZIMBRA_UID,
 def _wrapper(home: str, python: str, tool: str) -> str:
     return (
         "#!/bin/sh\n"
-        "# Zimbra stand-in of the zimbra_geo lab.\n"
+        f"{standin_config.WRAPPER_MARK}\n"
         f"ZIMBRA_HOME={home} PYTHONPATH={home}/common/lib\n"
         "export ZIMBRA_HOME PYTHONPATH\n"
         f'exec {python} -m zmstandin {tool} "$@"\n'

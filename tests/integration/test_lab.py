@@ -66,6 +66,21 @@ def test_hosts_have_private_files(lab):
         lab.host_run("dc1-mbox1", ["rm", "-f", "/opt/zimbra/private-test"])
 
 
+def test_root_logs_in_to_a_home_of_the_host(lab):
+    # A host's root has its own home with Debian's default dotfiles, as on a fresh server:
+    # not the home of whoever runs the lab, whose shell start-up would run in every SSH
+    # session of every host.
+    proc = subprocess.run(
+        [str(Path(sys.executable).parent / "ansible"), "-i", str(lab.inventory), "dc2-mbox1",
+         "-m", "ansible.builtin.shell", "-a", "echo home=$HOME; cat ~/.bashrc"],
+        cwd=REPO, env=lab.env(), capture_output=True, text=True, check=True)
+    home = proc.stdout.split("home=", 1)[1].splitlines()[0]
+    assert home != os.path.expanduser("~") and home.startswith(str(lab.core.dir)), proc.stdout
+    skel = Path("/etc/skel/.bashrc")
+    bashrc = proc.stdout.split("home=", 1)[1].split("\n", 1)[1]
+    assert bashrc.strip() == (skel.read_text().strip() if skel.is_file() else "")
+
+
 def test_ldapsearch_answers_on_all_four_masters(lab):
     password = lab.secrets["ldap_admin_password"]
     masters = sorted((h for h in lab.hosts.values() if "ldap_masters" in h.roles), key=lambda h: h.name)

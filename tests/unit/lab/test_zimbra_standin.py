@@ -147,6 +147,26 @@ def test_stopped_stats_shows_but_does_not_fail_status(mailbox: Standin) -> None:
     assert status.returncode == 0
 
 
+def test_a_control_script_of_its_own_runs_as_a_process(mailbox: Standin) -> None:
+    # The stand-in runs its own control scripts inside zmcontrol; any other script in their
+    # place (an operator's wrapper, a later Zimbra's) still runs as Zimbra runs it, a process,
+    # its output under the service and its exit code deciding the service's state.
+    script = mailbox.home / "bin" / "zmstatctl"
+    script.write_text("#!/bin/sh\necho \"zmstat wrapper: $1\"\necho on-stderr >&2\nexit 3\n")
+    assert mailbox.run("zmcontrol", "start").returncode == 1
+    status = mailbox.run("zmcontrol", "status")
+    assert service_lines(status.stdout)["stats"] == "Stopped"
+    assert service_lines(status.stdout)["mailbox"] == "Running"
+    assert "\t\tzmstat wrapper: status" in status.stdout.splitlines()
+    assert "on-stderr" not in status.stdout
+    assert status.returncode == 0  # stats is outside zmcontrol's exit code, as in Zimbra
+    start = mailbox.run("zmcontrol", "start")
+    assert "\tStarting stats...Failed." in start.stdout.splitlines()
+    assert "zmstat wrapper: start" in start.stdout and "on-stderr" in start.stdout
+    script.unlink()
+    assert "\t\tsh: 1: " in mailbox.run("zmcontrol", "status").stdout
+
+
 def test_mailbox_refuses_to_start_without_mounted_volumes(mailbox: Standin) -> None:
     mailbox.update(require_mounts=True)
     result = mailbox.run("zmcontrol", "start")
