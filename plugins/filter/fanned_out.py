@@ -12,7 +12,8 @@ description:
   - A task fanned out over the workers (each worker loops over its share of the items,
     delegated to the host each item concerns) registers one result per worker. This filter
     gathers them into one result, as if a single worker had looped over every item.
-  - A failed or unreachable item becomes one line of O(failures), named by its label.
+  - A failed or unreachable item becomes one line of O(failures), named by its label, with its
+    message, else its standard error, else the last line of its standard output.
 positional: _input, hostvars, name
 options:
   _input:
@@ -82,6 +83,16 @@ def _label(result: Mapping[str, Any]) -> str:
     return str(label)
 
 
+def _reason(result: Mapping[str, Any]) -> str:
+    """Why a result failed: its message, else its stderr, else the last line of its stdout (a
+    command failed by its output, such as a queue listing's summary line)."""
+    for key in ("msg", "stderr"):
+        if str(result.get(key) or "").strip():
+            return str(result[key]).strip()
+    lines = [line for line in str(result.get("stdout") or "").splitlines() if line.strip()]
+    return lines[-1].strip() if lines else "failed"
+
+
 def fanned_out(workers: list[str], hostvars: Mapping[str, Any], name: str) -> dict[str, Any]:
     if not isinstance(workers, (list, tuple)):
         raise AnsibleFilterError(f"fanned_out: the workers must be a list, got {type(workers).__name__}")
@@ -94,11 +105,7 @@ def fanned_out(workers: list[str], hostvars: Mapping[str, Any], name: str) -> di
             results.extend(r for r in registered["results"] if isinstance(r, Mapping))
         elif not registered.get("skipped"):
             results.append(dict(registered))
-    failures = [
-        f"{_label(r)}: {str(r.get('msg') or r.get('stderr') or 'failed').strip()}"
-        for r in results
-        if r.get("unreachable") or r.get("failed")
-    ]
+    failures = [f"{_label(r)}: {_reason(r)}" for r in results if r.get("unreachable") or r.get("failed")]
     return {
         "results": [dict(r) for r in results],
         "changed": any(bool(r.get("changed")) for r in results),

@@ -73,6 +73,17 @@ def test_failed_and_unreachable_items_become_named_failures():
     ]
 
 
+def test_a_command_failed_by_its_output_is_named_by_its_last_line():
+    # postqueue -p failed by failed_when: no msg, no stderr; the listing's summary says why.
+    listing = "-Queue ID-  --Size-- ----Arrival Time---- -Sender/Recipient-------\n" \
+              "4bG7xk1Qz  812 Mon Nov 30 03:12:09  a@example.test\n\n-- 1 Kbytes in 1 Request.\n"
+    hostvars = {"w1": {"part": loop_result({"item": "dc1-mta1", "failed": True, "msg": "", "stderr": "",
+                                            "stdout": listing})},
+                "w2": {"part": loop_result({"item": "dc1-mta2", "failed": True})}}
+    assert fanned_out(["w1", "w2"], hostvars, "part")["failures"] == [
+        "dc1-mta1: -- 1 Kbytes in 1 Request.", "dc1-mta2: failed"]
+
+
 def test_a_label_names_the_item_when_the_loop_gave_one():
     hostvars = {"w1": {"part": loop_result({"item": {"host": "h"}, "_ansible_item_label": "h:/x <- svm:vol",
                                             "failed": True, "msg": "boom"})}}
