@@ -122,6 +122,20 @@ def normalise(record: dict) -> dict:
 class OntapClient:
     """One cluster, reached through ``netapp-ontap`` with one connection per thread."""
 
+    @classmethod
+    def from_params(cls, params: dict[str, Any]) -> OntapClient:
+        """A client from a module's parameters (mailops.zimbra_geo.ontap's options)."""
+        return cls(
+            params["hostname"],
+            params["username"],
+            params["password"],
+            port=params["port"],
+            validate_certs=params["validate_certs"],
+            ca_path=params["ca_path"],
+            timeout=params["timeout"],
+            max_workers=params.get("max_workers") or 16,
+        )
+
     def __init__(
         self,
         hostname: str,

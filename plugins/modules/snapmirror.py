@@ -256,19 +256,6 @@ def argument_spec() -> dict:
     return spec
 
 
-def client_from_params(params: dict) -> OntapClient:
-    return OntapClient(
-        params["hostname"],
-        params["username"],
-        params["password"],
-        port=params["port"],
-        validate_certs=params["validate_certs"],
-        ca_path=params["ca_path"],
-        timeout=params["timeout"],
-        max_workers=params["max_workers"],
-    )
-
-
 class SnapmirrorRunner:
     """Read, plan, apply unless in check mode, report."""
 
@@ -277,7 +264,7 @@ class SnapmirrorRunner:
         params: dict,
         check_mode: bool,
         diff: bool,
-        client_factory: Callable[[dict], OntapClient] = client_from_params,
+        client_factory: Callable[[dict], OntapClient] = OntapClient.from_params,
     ) -> None:
         self.params = params
         self.check_mode = check_mode

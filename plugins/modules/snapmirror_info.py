@@ -198,18 +198,6 @@ def argument_spec() -> dict:
     return spec
 
 
-def client_from_params(params: dict) -> OntapClient:
-    return OntapClient(
-        params["hostname"],
-        params["username"],
-        params["password"],
-        port=params["port"],
-        validate_certs=params["validate_certs"],
-        ca_path=params["ca_path"],
-        timeout=params["timeout"],
-    )
-
-
 def gather(params: dict, client: OntapClient) -> dict[str, Any]:
     cluster = client.cluster().get("name", params["hostname"])
     rels = client.relationships(source_side=params["source_side"])
@@ -268,7 +256,7 @@ def verdict(params: dict, result: dict) -> str | None:
     return "; ".join(problems) or None
 
 
-def run(params: dict, client_factory: Callable[[dict], OntapClient] = client_from_params) -> tuple[dict, str | None]:
+def run(params: dict, client_factory: Callable[[dict], OntapClient] = OntapClient.from_params) -> tuple[dict, str | None]:
     client = client_factory(params)
     try:
         result = gather(params, client)

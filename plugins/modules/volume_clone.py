@@ -198,19 +198,6 @@ def argument_spec() -> dict:
     return spec
 
 
-def client_from_params(params: dict) -> OntapClient:
-    return OntapClient(
-        params["hostname"],
-        params["username"],
-        params["password"],
-        port=params["port"],
-        validate_certs=params["validate_certs"],
-        ca_path=params["ca_path"],
-        timeout=params["timeout"],
-        max_workers=params["max_workers"],
-    )
-
-
 def newest(snapshots: list[dict], prefix: str) -> dict | None:
     """The newest snapshot whose name starts with ``prefix`` (ISO times sort as text)."""
     mirrored = [s for s in snapshots if s.get("name", "").startswith(prefix)]
@@ -225,7 +212,7 @@ class CloneRunner:
         params: dict,
         check_mode: bool,
         diff: bool,
-        client_factory: Callable[[dict], OntapClient] = client_from_params,
+        client_factory: Callable[[dict], OntapClient] = OntapClient.from_params,
     ) -> None:
         self.p = params
         self.check_mode = check_mode
