@@ -51,6 +51,7 @@ from lab import profiles  # noqa: E402 - after the path set-up
 from lab.core import Lab, in_netns  # noqa: E402
 
 PLAYBOOK = str(ROOT / ".venv" / "bin" / "ansible-playbook")
+CORES = os.cpu_count() or 1
 
 
 def log(msg: str) -> None:
@@ -273,9 +274,12 @@ def tables(rows: list[dict[str, Any]]) -> str:
              f"{'peer':>8} {'peer/ours':>9} {'same end':>8} {'verify':>7} {'peak MiB':>9} {'load':>5}"]
     for r in rows:
         fo, peer = r["failover"], r.get("peer")
+        # total / critical path means something only where the platform's waits are real.
+        ratio = f"{fo['seconds'] / r['critical_path']:.2f}" if r["profile"] == "realistic" else "-"
         lines.append(
             f"{r['profile']:<10} {r['mailbox_servers']:>9} {r['critical_path']:>9.1f} {fo['seconds']:>9.1f} "
-            f"{fo['seconds'] / r['critical_path']:>6.2f} {fo['seconds'] - r['critical_path']:>7.1f} "
+            f"{ratio:>6} "
+            f"{fo['seconds'] - r['critical_path']:>7.1f} "
             f"{(peer['seconds'] if peer else float('nan')):>8.1f} "
             f"{(peer['seconds'] / fo['seconds'] if peer else float('nan')):>9.2f} "
             f"{('yes' if peer and not peer['end_state_differences'] else ('-' if not peer else 'NO')):>8} "
@@ -294,18 +298,25 @@ def tables(rows: list[dict[str, Any]]) -> str:
         lines.append(f"{r['profile']:<10} {r['mailbox_servers']:>9} {cells[0]:>15} {cells[1]:>15} {cells[2]:>15}")
     lines += ["", "CPU seconds during the failover: the controller (ansible-playbook and everything it ran) /",
               "the whole machine (the controller plus the lab's hosts: sshd, modules, the Zimbra stand-in, emulators)",
+              f"(floor: the machine's CPU seconds over its {CORES} cores, the least wall time they allow; "
+              "busy: the share of the cores in use)",
               f"{'profile':<10} {'mbox/site':>9} {'wall s':>8} {'controller':>11} {'machine':>9} {'lab':>7} "
-              f"{'peer ctl':>9}"]
+              f"{'peer ctl':>9} {'floor s':>8} {'busy':>5}"]
     for r in rows:
         fo, peer = r["failover"], r.get("peer")
         ctl, machine = fo.get("controller_cpu_s", float("nan")), fo.get("machine_cpu_s", float("nan"))
         peer_ctl = peer.get("controller_cpu_s", float("nan")) if peer else float("nan")
         lines.append(f"{r['profile']:<10} {r['mailbox_servers']:>9} {fo['seconds']:>8.1f} {ctl:>11.1f} "
-                     f"{machine:>9.1f} {machine - ctl:>7.1f} {peer_ctl:>9.1f}")
+                     f"{machine:>9.1f} {machine - ctl:>7.1f} {peer_ctl:>9.1f} {machine / CORES:>8.1f} "
+                     f"{machine / CORES / fo['seconds']:>5.0%}")
     fast = {r["mailbox_servers"]: r["failover"] for r in rows if r["profile"] == "fast"}
     if 1 in fast and len(fast) > 1:
         lines += ["", "fast: failover relative to 1 mailbox server per site: wall "
                   + ", ".join(f"{n}/site {f['seconds'] / fast[1]['seconds']:.2f}x" for n, f in sorted(fast.items()))]
+        if all("machine_cpu_s" in f for f in fast.values()):
+            lines.append("fast: the machine's CPU relative to 1 mailbox server per site: "
+                         + ", ".join(f"{n}/site {f['machine_cpu_s'] / fast[1]['machine_cpu_s']:.2f}x"
+                                     for n, f in sorted(fast.items())))
         if all("controller_cpu_s" in f for f in fast.values()):
             lines.append("fast: controller CPU relative to 1 mailbox server per site: "
                          + ", ".join(f"{n}/site {f['controller_cpu_s'] / fast[1]['controller_cpu_s']:.2f}x"
