@@ -256,7 +256,8 @@ def verdict(params: dict, result: dict) -> str | None:
     return "; ".join(problems) or None
 
 
-def run(params: dict, client_factory: Callable[[dict], OntapClient] = OntapClient.from_params) -> tuple[dict, str | None]:
+def run(params: dict,
+        client_factory: Callable[[dict], OntapClient] = OntapClient.from_params) -> tuple[dict, str | None]:
     client = client_factory(params)
     try:
         result = gather(params, client)
