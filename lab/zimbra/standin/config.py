@@ -55,12 +55,12 @@ from typing import Any
 
 ZIMBRA_HOME_DEFAULT = "/opt/zimbra"
 
-# zmcontrol's service names, the control script of each, and its start and stop ranks
-# (Zimbra's own %startorder / %stoporder).
 # The second line of every tool wrapper the installer writes (lab.zimbra.install): how zmcontrol
 # tells the stand-in's own control scripts from any other script in their place.
 WRAPPER_MARK = "# Zimbra stand-in of the zimbra_geo lab."
 
+# zmcontrol's service names, the control script of each, and its start and stop ranks
+# (Zimbra's own %startorder / %stoporder).
 SERVICE_CTL = {
     "amavis": "zmamavisdctl",
     "antispam": "zmantispamctl",
