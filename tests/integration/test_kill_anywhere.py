@@ -11,9 +11,9 @@ kill point, its re-run at the next, ..., the last re-run runs to the end, so eve
 starts from a killed run.
 
 - default: every step's boundary once; the last re-run of each chain is limited to one host
-  of the site (``-l dc2-mbox1``), the run's only worker. The failover chain kills after its odd-numbered
-  steps; the failback chain after its own steps and after the even-numbered steps of the
-  failover it nests (the same step files, run in the failback's context).
+  of the site (``-l dc2-mbox1``), the run's only worker. The failover chain kills after its
+  odd-numbered steps; the failback chain after its own steps and after the even-numbered
+  steps of the failover it nests (the same step files, run in the failback's context).
 - ``chain``: every boundary of both playbooks.
 - ``full``: ``chain``, plus the exhaustive variant: for each boundary of each playbook, a
   killed run then a full re-run, failover and failback alternating.
