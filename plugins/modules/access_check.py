@@ -258,10 +258,10 @@ from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils._dns import (
     DNSPYTHON_IMPORT_ERROR,
     HAS_DNSPYTHON,
-    TSIG_ALGORITHMS,
     DnsClient,
     DnsError,
     View,
+    dns_argument_spec,
 )
 from ansible_collections.mailops.zimbra_geo.plugins.module_utils._ldap import (
     HAS_LDAP3,
@@ -332,16 +332,8 @@ def argument_spec() -> dict:
             "timeout": {"type": "float", "default": 5.0},
         }},
         "dns": {"type": "dict", "options": {
-            "views": {"type": "list", "elements": "dict", "required": True, "options": {
-                "name": {"type": "str"},
-                "server": {"type": "str", "required": True},
-                "port": {"type": "int", "default": 53},
-                "zone": {"type": "str", "required": True},
-                "key_name": {"type": "str", "required": True, "no_log": False},
-                "key_algorithm": {"type": "str", "default": "hmac-sha256", "choices": list(TSIG_ALGORITHMS)},
-                "key_secret": {"type": "str", "required": True, "no_log": True},
-                "protocol": {"type": "str", "default": "tcp", "choices": ["tcp", "udp"]},
-            }},
+            # The same view options as dns_record's.
+            "views": dns_argument_spec()["views"],
             "timeout": {"type": "float", "default": 5.0},
         }},
     }
