@@ -172,8 +172,11 @@ class Platform:
     def run(self, playbook: str, limit: str | None = None, kill_at: int | None = None) -> Run:
         """Run a playbook; with kill_at=N, SIGKILL its process group once step N is recorded."""
         run = Run(self.argv(playbook, limit))
-        proc = subprocess.Popen(run.argv, cwd=REPO, env=self.lab.env(), stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, text=True, start_new_session=True)
+        # Unbuffered: each line arrives as printed, so the kill lands at the boundary itself,
+        # not at the next block of output.
+        proc = subprocess.Popen(run.argv, cwd=REPO, env=dict(self.lab.env(), PYTHONUNBUFFERED="1"),
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                start_new_session=True)
         watchdog = threading.Timer(RUN_TIMEOUT, os.killpg, (proc.pid, signal.SIGKILL))
         watchdog.start()
         armed = False
