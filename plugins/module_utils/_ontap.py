@@ -124,7 +124,9 @@ class OntapClient:
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> OntapClient:
-        """A client from a module's parameters (mailops.zimbra_geo.ontap's options)."""
+        """A client from a module's parameters (mailops.zimbra_geo.ontap's options, and
+        max_workers where the module has it; otherwise the constructor's default)."""
+        extra = {"max_workers": params["max_workers"]} if params.get("max_workers") else {}
         return cls(
             params["hostname"],
             params["username"],
@@ -133,7 +135,7 @@ class OntapClient:
             validate_certs=params["validate_certs"],
             ca_path=params["ca_path"],
             timeout=params["timeout"],
-            max_workers=params.get("max_workers") or 16,
+            **extra,
         )
 
     def __init__(
