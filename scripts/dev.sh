@@ -3,6 +3,7 @@
 #
 #   bash scripts/dev.sh demo     set up, bring the lab up, run the playbooks on it
 #   bash scripts/dev.sh test     set up, run lint, sanity, unit, integration and molecule
+#                                (side by side: ZG_TEST_WORKERS pytest-xdist workers)
 #
 # Other sub-commands: setup, lint, sanity, unit, integration, molecule, lab ARGS...
 # Every sub-command does the set-up it needs first; a second run skips what is in place.
@@ -21,6 +22,11 @@ APT_PACKAGES=(
   # docs/architecture.png is rendered from docs/architecture.dot.
   graphviz
 )
+
+# Test workers: the lab-backed tests wait on SSH round trips, emulated latencies and polls
+# for much of their time, so more workers than cores keeps the cores busy (bench/README.md
+# has the figures for 1 to 4 workers on two cores).
+TEST_WORKERS=3
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
 
@@ -100,7 +106,7 @@ run_sanity() {
     --exclude .git --exclude .venv --exclude .build --exclude .collections --exclude .cache \
     --exclude .lab --exclude .ruff_cache --exclude .pytest_cache --exclude tests/output \
     --exclude '__pycache__' --exclude /lab --exclude /bench --exclude /molecule --exclude /scripts --exclude /execution-environment \
-    --exclude /tests/integration --exclude /tests/molecule --exclude /tests/unit/lab --exclude /tests/conftest.py \
+    --exclude /tests/integration --exclude /tests/molecule --exclude /tests/lint --exclude /tests/unit/lab --exclude /tests/conftest.py \
     --exclude /inventories/lab \
     "$ROOT/" "$dest/"
   # ansible-test bootstraps pip in its per-test virtualenvs with a script from a host that
@@ -145,10 +151,14 @@ main() {
       python -m lab demo "$@"
       ;;
     test)
+      local started=$SECONDS
       setup; activate
-      run_lint
-      run_sanity
-      run_pytest tests/unit tests/integration tests/molecule "$@"
+      log "set-up: $((SECONDS - started)) s"
+      # One pytest run: lint and sanity (tests/lint runs them as tests), unit, integration
+      # and molecule, dealt out over ZG_TEST_WORKERS pytest-xdist workers, each with a lab of
+      # its own. It ends with the time of each phase, the slowest tests and pytest's summary.
+      run_pytest tests/lint tests/unit tests/integration tests/molecule \
+        -n "${ZG_TEST_WORKERS:-$TEST_WORKERS}" --dist loadgroup "$@"
       ;;
     lint) setup; activate; run_lint ;;
     sanity) setup; activate; run_sanity ;;

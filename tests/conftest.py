@@ -3,9 +3,11 @@
 - The collection is importable as ``ansible_collections.mailops.zimbra_geo``.
 - The ``lab`` fixture: one lab per test session, with the test process inside its
   controller. The lab is named from ``ZG_LAB_NAME`` (default ``zgt``), so a test run never
-  touches the demo lab (``zg``). Once it is up, this process joins the controller's network
-  namespace: Python clients (ldap3, requests, dnspython, netapp-ontap) and the subprocesses
-  it starts (ansible-playbook, ldapsearch, dig) reach lab addresses directly. At the end of
+  touches the demo lab (``zg``); under pytest-xdist each worker has a lab of its own
+  (``zgt0``, ``zgt1``, ...), so the workers never share a platform. Once it is up, this
+  process joins the controller's network namespace: Python clients (ldap3, requests,
+  dnspython, netapp-ontap) and the subprocesses it starts (ansible-playbook, ldapsearch, dig)
+  reach lab addresses directly. At the end of
   the session the lab goes down and the process returns to the machine's own namespace.
 """
 
@@ -33,6 +35,107 @@ if not link.exists():
 for path in (str(COLLECTIONS), str(REPO)):
     if path not in sys.path:
         sys.path.insert(0, path)
+
+# The machine's own network namespace, as this process found it: a test process that has
+# joined a lab's controller still starts the commands that need the outside world (package
+# registries: ansible-test's requirements) from here.
+HOME_NETNS = os.open("/proc/self/ns/net", os.O_RDONLY)
+
+
+def _enter_home_netns() -> None:
+    from lab.core import enter_netns_fd
+
+    enter_netns_fd(HOME_NETNS)
+
+
+@pytest.fixture
+def outside_the_lab() -> Any:
+    """A subprocess ``preexec_fn``: the command runs in the machine's own network namespace."""
+    return _enter_home_netns
+
+
+def lab_name() -> str:
+    """This process's lab: one per pytest-xdist worker (``gw0`` -> ``zgt0``)."""
+    base = os.environ.get("ZG_LAB_NAME", "zgt")
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    return f"{base}{worker.removeprefix('gw')}" if worker else base
+
+
+# Work that builds a platform on a lab is dealt out to the xdist workers (``--dist
+# loadgroup``) whole: an integration module (its module-scoped fixtures build a platform once
+# for all its tests) or one molecule scenario. Unit tests are dealt out one by one and fill
+# the gaps. The longest groups go first, so that the workers finish together; the figures
+# are the seconds each took in a serial run (the --durations table of a CI log), a guide to
+# the order only.
+LONGEST_FIRST = {
+    "lint:test_static_checks_pass[sanity]": 330,
+    "tests/integration/test_fault_matrix.py": 320,
+    "tests/integration/test_kill_anywhere.py": 200,
+    "tests/integration/test_secrets_and_load.py": 150,
+    "tests/integration/test_split_brain.py": 100,
+    "tests/integration/test_awx_templates.py": 90,
+    "molecule:dr_test": 76, "molecule:failback": 76, "molecule:failover_disaster": 74, "molecule:build": 72,
+    "molecule:failover_interrupted": 60, "molecule:failover_planned": 60,
+}
+
+
+def _group(item: pytest.Item) -> str | None:
+    rel = item.path.relative_to(REPO).as_posix()
+    if rel.startswith("tests/lint/"):
+        return "lint:" + item.name
+    if rel.startswith("tests/molecule/"):
+        return "molecule:" + item.callspec.params["scenario"] if hasattr(item, "callspec") else rel
+    if rel.startswith("tests/integration/"):
+        return rel
+    return None
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    groups = {id(item): _group(item) for item in items}
+    for item in items:
+        if groups[id(item)]:
+            item.add_marker(pytest.mark.xdist_group(groups[id(item)]))
+
+    def order(item: pytest.Item) -> tuple[int, float]:
+        group = groups[id(item)]
+        if group is None:
+            return (2, 0.0)
+        return (0, -LONGEST_FIRST[group]) if group in LONGEST_FIRST else (1, 0.0)
+
+    items.sort(key=order)  # stable: the collection order within each rank
+
+
+# The phases of the test command, each with the wall time from its first test's start to its
+# last test's end (phases overlap when workers run side by side) and the seconds of its tests.
+PHASES = {"tests/lint/": "lint + sanity", "tests/unit/": "unit", "tests/integration/": "integration",
+          "tests/molecule/": "molecule"}
+_phase_times: dict[str, list[float]] = {}
+
+
+def _phase(nodeid: str) -> str | None:
+    return next((name for prefix, name in PHASES.items() if nodeid.startswith(prefix)), None)
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    phase = _phase(report.nodeid)
+    if phase is None or not report.start:
+        return
+    times = _phase_times.setdefault(phase, [report.start, report.stop, 0.0])
+    times[0], times[1] = min(times[0], report.start), max(times[1], report.stop)
+    times[2] += report.duration
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not _phase_times:
+        return
+    terminalreporter.write_sep("=", "time per phase")
+    terminalreporter.write_line(f"{'phase':<16}{'wall (first start to last end)':>32}{'seconds of tests':>18}")
+    for name in PHASES.values():
+        if name in _phase_times:
+            start, stop, busy = _phase_times[name]
+            terminalreporter.write_line(f"{name:<16}{stop - start:>30.1f} s{busy:>16.1f} s")
+
 
 class LabHandle:
     def __init__(self, name: str) -> None:
@@ -130,7 +233,7 @@ def lab() -> Any:
         pytest.skip("the lab needs root")
     from lab.core import enter_netns, enter_netns_fd
 
-    handle = LabHandle(os.environ.get("ZG_LAB_NAME", "zgt"))
+    handle = LabHandle(lab_name())
     handle.cli("up")
     # The topology `up` built (saved with the lab), not one an earlier lab of this name left.
     handle.core = type(handle.core)(handle.name)
