@@ -23,9 +23,9 @@ APT_PACKAGES=(
   graphviz
 )
 
-# Test workers: the lab-backed tests wait on SSH round trips, emulated latencies and polls
-# for much of their time, so more workers than cores keeps the cores busy (bench/README.md
-# has the figures for 1 to 4 workers on two cores).
+# Test workers: run one after the other, the lab-backed tests leave two cores about 45% idle
+# (they wait on SSH round trips, emulated latencies and polls); three workers, each with a
+# lab of its own, keep both cores busy.
 TEST_WORKERS=3
 
 log() { printf '\033[1m==> %s\033[0m\n' "$*" >&2; }
@@ -158,7 +158,7 @@ main() {
       # and molecule, dealt out over ZG_TEST_WORKERS pytest-xdist workers, each with a lab of
       # its own. It ends with the time of each phase, the slowest tests and pytest's summary.
       run_pytest tests/lint tests/unit tests/integration tests/molecule \
-        -n "${ZG_TEST_WORKERS:-$TEST_WORKERS}" --dist loadgroup "$@"
+        -n "${ZG_TEST_WORKERS:-$TEST_WORKERS}" --dist loadscope "$@"
       ;;
     lint) setup; activate; run_lint ;;
     sanity) setup; activate; run_sanity ;;

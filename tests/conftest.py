@@ -54,6 +54,28 @@ def outside_the_lab() -> Any:
     return _enter_home_netns
 
 
+# The controller namespace this process joined with its lab (None before the lab is up).
+_joined: dict[str, str | None] = {"ns": None}
+
+
+@pytest.fixture(autouse=True)
+def _unit_tests_outside_the_lab(request: pytest.FixtureRequest) -> Any:
+    """A unit test runs in the machine's own network namespace, as in a run without a lab,
+    even on a worker that has joined its lab's controller for earlier tests (its emulators
+    bind addresses such as 127.0.0.2, which only the machine's loopback has)."""
+    rel = request.node.path.relative_to(REPO).as_posix()
+    if _joined["ns"] is None or not rel.startswith("tests/unit/"):
+        yield
+        return
+    from lab.core import enter_netns
+
+    _enter_home_netns()
+    try:
+        yield
+    finally:
+        enter_netns(_joined["ns"])
+
+
 def lab_name() -> str:
     """This process's lab: one per pytest-xdist worker (``gw0`` -> ``zgt0``)."""
     base = os.environ.get("ZG_LAB_NAME", "zgt")
@@ -61,48 +83,59 @@ def lab_name() -> str:
     return f"{base}{worker.removeprefix('gw')}" if worker else base
 
 
-# Work that builds a platform on a lab is dealt out to the xdist workers (``--dist
-# loadgroup``) whole: an integration module (its module-scoped fixtures build a platform once
-# for all its tests) or one molecule scenario. Unit tests are dealt out one by one and fill
-# the gaps. The longest groups go first, so that the workers finish together; the figures
-# are the seconds each took in a serial run (the --durations table of a CI log), a guide to
-# the order only.
+# Work that builds a platform on a lab is dealt out to the xdist workers whole: an
+# integration module (its module-scoped fixtures build a platform once for all its tests,
+# which may also build on each other) or one molecule scenario. Unit tests are dealt out one
+# by one and fill the gaps. The longest groups go first, so that the workers finish together;
+# the figures are the seconds each took in a serial run (the --durations table of a CI log),
+# a guide to the order only.
 LONGEST_FIRST = {
-    "lint:test_static_checks_pass[sanity]": 330,
-    "tests/integration/test_fault_matrix.py": 320,
-    "tests/integration/test_kill_anywhere.py": 200,
-    "tests/integration/test_secrets_and_load.py": 150,
-    "tests/integration/test_split_brain.py": 100,
-    "tests/integration/test_awx_templates.py": 90,
-    "molecule:dr_test": 76, "molecule:failback": 76, "molecule:failover_disaster": 74, "molecule:build": 72,
-    "molecule:failover_interrupted": 60, "molecule:failover_planned": 60,
+    "tests/integration/test_fault_matrix.py": 610,
+    "lint:tests/lint/test_lint_and_sanity.py::test_static_checks_pass[sanity]": 330,
+    "tests/integration/test_kill_anywhere.py": 290,
+    "tests/integration/test_split_brain.py": 250,
+    "tests/integration/test_secrets_and_load.py": 240,
+    "molecule:dr_test": 152, "molecule:build": 147, "molecule:failback": 145, "molecule:failover_disaster": 135,
+    "tests/integration/test_awx_templates.py": 130,
+    "molecule:failover_planned": 113, "molecule:failover_interrupted": 106,
 }
 
 
-def _group(item: pytest.Item) -> str | None:
-    rel = item.path.relative_to(REPO).as_posix()
-    if rel.startswith("tests/lint/"):
-        return "lint:" + item.name
-    if rel.startswith("tests/molecule/"):
-        return "molecule:" + item.callspec.params["scenario"] if hasattr(item, "callspec") else rel
-    if rel.startswith("tests/integration/"):
-        return rel
+def work_group(nodeid: str) -> str | None:
+    """The group a test is dealt out with (None: on its own)."""
+    path, _, name = nodeid.partition("::")
+    if path.startswith("tests/molecule/") and "[" in name:
+        return "molecule:" + name[name.index("[") + 1:name.rindex("]")]
+    if path.startswith("tests/integration/"):
+        return path
+    if path.startswith("tests/lint/"):
+        return "lint:" + nodeid
     return None
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    groups = {id(item): _group(item) for item in items}
-    for item in items:
-        if groups[id(item)]:
-            item.add_marker(pytest.mark.xdist_group(groups[id(item)]))
-
     def order(item: pytest.Item) -> tuple[int, float]:
-        group = groups[id(item)]
+        group = work_group(item.nodeid)
         if group is None:
             return (2, 0.0)
         return (0, -LONGEST_FIRST[group]) if group in LONGEST_FIRST else (1, 0.0)
 
     items.sort(key=order)  # stable: the collection order within each rank
+
+
+@pytest.hookimpl(tryfirst=True, optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """xdist's scope scheduler, with work_group() as the scope and the collection's order
+    (longest first) kept."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class WorkGroupScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return work_group(nodeid) or nodeid
+
+    config.option.loadscopereorder = False
+    return WorkGroupScheduling(config, log)
 
 
 # The phases of the test command, each with the wall time from its first test's start to its
@@ -160,7 +193,10 @@ class LabHandle:
 
     @property
     def inventory(self) -> Path:
-        return Path(self.cli("inventory").stdout.strip())
+        # What `python -m lab inventory` prints, without a Python start per playbook run.
+        from lab.lifecycle import inventory_dir
+
+        return inventory_dir(self.core)
 
     @property
     def secrets(self) -> dict[str, str]:
@@ -239,9 +275,11 @@ def lab() -> Any:
     handle.core = type(handle.core)(handle.name)
     home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
     enter_netns(handle.core.ctl_ns)
+    _joined["ns"] = handle.core.ctl_ns
     try:
         yield handle
     finally:
+        _joined["ns"] = None
         # Back to the machine's own network namespace first: `lab down` kills every
         # process left in the lab's namespaces.
         enter_netns_fd(home)
