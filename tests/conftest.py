@@ -7,8 +7,8 @@
   (``zgt0``, ``zgt1``, ...), so the workers never share a platform. Once it is up, this
   process joins the controller's network namespace: Python clients (ldap3, requests,
   dnspython, netapp-ontap) and the subprocesses it starts (ansible-playbook, ldapsearch, dig)
-  reach lab addresses directly. At the end of
-  the session the lab goes down and the process returns to the machine's own namespace.
+  reach lab addresses directly. At the end of the session the lab goes down and the process
+  returns to the machine's own namespace; unit tests always run in the machine's namespace.
 """
 
 from __future__ import annotations
