@@ -1,9 +1,9 @@
 """The static checks of the test command, as tests: ruff, ansible-lint (production profile)
 and ansible-test sanity, each the same as `bash scripts/dev.sh lint` / `sanity` runs it.
 
-They are tests so that pytest-xdist deals them out beside the lab-backed tests (they use
-one core each, mostly while the other worker waits on a lab), and so that their time is in
-the same --durations table and phase summary as everything else.
+They are tests so that pytest-xdist deals them out beside the lab-backed tests (one core
+each, sharing the machine with the other workers rather than running before them), and so
+that their time is in the same --durations table and phase summary as everything else.
 """
 
 from __future__ import annotations
