@@ -91,6 +91,12 @@ run_lint() {
   ruff check .
   log "ansible-lint (production profile)"
   ansible-lint --profile production
+  # The oldest Python each side must run on (tests/config.yml says the same to ansible-test):
+  # what runs on a managed host (modules, module_utils) on 3.8, the controller side on the
+  # oldest Python of the claimed ansible-core range (meta/runtime.yml).
+  log "vermin (minimum Python versions)"
+  vermin --no-tips --violations -q -t=3.8- plugins/modules plugins/module_utils
+  vermin --no-tips --violations -q -t=3.10- plugins/action plugins/filter
 }
 
 run_sanity() {

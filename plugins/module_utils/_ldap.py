@@ -28,7 +28,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Self
+from typing import Any
 
 try:
     import ldap3
@@ -300,7 +300,7 @@ class LdapClient:
                 pass
             self.conn = None
 
-    def __enter__(self) -> Self:
+    def __enter__(self) -> LdapClient:
         return self.open() if self.conn is None else self
 
     def __exit__(self, *exc: object) -> None:
