@@ -242,8 +242,8 @@ def measure(args: argparse.Namespace, profile: str, size: int, outdir: Path) -> 
     extra = ["-e", f"zimbra_geo_report_dir={reports}"]
     row: dict[str, Any] = {"profile": profile, "time_scale": scale, "mailbox_servers": size,
                            "volumes_per_site": 2 * size, "critical_path": round(critical, 2)}
-    row["build"] = run_playbook(lab, str(inventory), "playbooks/site-build.yml", extra, outdir / f"{tag}-build.log")
-    row["verify"] = run_playbook(lab, str(inventory), "playbooks/replication-verify.yml", extra,
+    row["build"] = run_playbook(lab, str(inventory), "playbooks/site_build.yml", extra, outdir / f"{tag}-build.log")
+    row["verify"] = run_playbook(lab, str(inventory), "playbooks/replication_verify.yml", extra,
                                  outdir / f"{tag}-verify.log")
     row["failover"] = run_playbook(lab, str(inventory), "playbooks/failover.yml", ["-l", "dc2", *extra],
                                    outdir / f"{tag}-failover.log")
@@ -251,11 +251,11 @@ def measure(args: argparse.Namespace, profile: str, size: int, outdir: Path) -> 
     ours = end_state(lab, inventory)
     row["end_state"] = ours
     if args.verify_after:
-        row["verify_after"] = run_playbook(lab, str(inventory), "playbooks/replication-verify.yml", extra,
+        row["verify_after"] = run_playbook(lab, str(inventory), "playbooks/replication_verify.yml", extra,
                                            outdir / f"{tag}-verify-after.log")
     if size in args.peer_sizes and not args.no_peer:
         lab_cli(args.lab, "reset")
-        run_playbook(lab, str(inventory), "playbooks/site-build.yml", extra, outdir / f"{tag}-peer-build.log")
+        run_playbook(lab, str(inventory), "playbooks/site_build.yml", extra, outdir / f"{tag}-peer-build.log")
         row["peer"] = run_playbook(lab, str(inventory), "bench/peer/failover.yml",
                                    ["-e", "peer_target=dc2", "-e", "peer_old=dc1"], outdir / f"{tag}-peer.log")
         theirs = end_state(lab, inventory)

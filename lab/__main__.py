@@ -249,13 +249,13 @@ def demo(lab: Lab, ansible_args: tuple[str, ...]) -> None:
     ANSIBLE_ARGS (e.g. -v) are passed to every ansible-playbook run. The lab must be up.
     """
     steps = [
-        ("build the platform (dc1 active)", "playbooks/site-build.yml", []),
-        ("verify replication", "playbooks/replication-verify.yml", []),
+        ("build the platform (dc1 active)", "playbooks/site_build.yml", []),
+        ("verify replication", "playbooks/replication_verify.yml", []),
         ("planned failover to dc2", "playbooks/failover.yml", ["-l", "dc2"]),
         # A planned failover ends with a reverse resync: dc2 -> dc1 must verify as healthy.
-        ("verify replication (dc2 active)", "playbooks/replication-verify.yml", []),
+        ("verify replication (dc2 active)", "playbooks/replication_verify.yml", []),
         ("failback to dc1", "playbooks/failback.yml", ["-l", "dc1"]),
-        ("verify replication", "playbooks/replication-verify.yml", []),
+        ("verify replication", "playbooks/replication_verify.yml", []),
     ]
     # Every playbook must exist before anything runs: a missing one is an error, never a skip.
     missing = sorted({pb for _, pb, _ in steps if not (REPO / pb).is_file()})

@@ -146,12 +146,12 @@ ROWS = [
         "(zimbra_geo_ontap_username / zimbra_geo_ontap_password)", _wrong_ontap),
     Row("wrong_ldap_admin_password", "LDAP master ldap://127.10.1.11 (dc1-ldap1): refused the bind as "
         "cn=admin,dc=example,dc=test (zimbra_geo_ldap_admin_dn / zimbra_geo_ldap_admin_password)",
-        _wrong_ldap_admin, playbook="site-build.yml", limit=None),
+        _wrong_ldap_admin, playbook="site_build.yml", limit=None),
     Row("wrong_ldap_config_password", "LDAP master ldap://127.10.2.12 (dc2-ldap2): refused the bind as "
-        "cn=config (zimbra_geo_ldap_config_password)", _wrong_ldap_config, playbook="site-build.yml", limit=None),
+        "cn=config (zimbra_geo_ldap_config_password)", _wrong_ldap_config, playbook="site_build.yml", limit=None),
     Row("wrong_scality_password", "Scality Supervisor https://127.10.1.60:443: refused the credentials "
         "(zimbra_geo_scality_supervisor_username / zimbra_geo_scality_supervisor_password)", _wrong_scality,
-        playbook="replication-verify.yml", limit=None),
+        playbook="replication_verify.yml", limit=None),
     Row("wrong_tsig_secret", "DNS view external at 127.10.0.53: query example.test. SOA: 127.10.0.53 port 53 "
         "(TCP) rejected TSIG key 'k-external'", _wrong_tsig),
     # The failover's own refusals.

@@ -54,3 +54,12 @@ def test_build_install_and_resolve(tmp_path):
                          capture_output=True, text=True, env=env, cwd=tmp_path)
     assert doc.returncode == 0, doc.stderr
     assert str(dest) in json.loads(doc.stdout)["mailops.zimbra_geo.inventory_check"]["doc"]["filename"]
+    # Every playbook of the collection runs by FQCN from the installed copy (a name with a
+    # hyphen is not a valid collection playbook name and would not resolve).
+    playbooks = sorted(p.stem for p in (REPO / "playbooks").glob("*.yml"))
+    assert {"site_build", "replication_verify", "failover", "failback", "dr_test"} <= set(playbooks)
+    for name in playbooks:
+        assert f"playbooks/{name}.yml" in names, name
+        check = subprocess.run([str(BIN / "ansible-playbook"), f"mailops.zimbra_geo.{name}", "--syntax-check",
+                                "-i", "localhost,"], capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert check.returncode == 0, f"{name}: {check.stdout[-2000:]}{check.stderr[-2000:]}"

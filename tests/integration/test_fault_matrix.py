@@ -306,7 +306,7 @@ class Matrix:
     # ------------------------------------------------------------------ runs
     def playbook(self, run: Run, extra: dict[str, Any], cut_mid_run: str | None) -> tuple[int, str]:
         target = "dc2" if run.phase in ("planned", "disaster") else "dc1"
-        name = {"verify": "replication-verify.yml", "failback": "failback.yml"}.get(run.phase, "failover.yml")
+        name = {"verify": "replication_verify.yml", "failback": "failback.yml"}.get(run.phase, "failover.yml")
         argv = [str(Path(sys.executable).parent / "ansible-playbook"), "-i", str(self.lab.inventory),
                 str(REPO / "playbooks" / name)]
         extra = {"zimbra_geo_report_dir": str(self.report_dir), **extra}
@@ -445,7 +445,7 @@ def bring_to(matrix: Matrix, site: str) -> None:
     """A freshly built platform (dc1 active), failed over to dc2 when `site` is dc2."""
     matrix.cut = None
     matrix.lab.reset()
-    for site_path in ("site-build.yml",):
+    for site_path in ("site_build.yml",):
         proc = matrix.lab.playbook(REPO / "playbooks" / site_path)
         assert proc.returncode == 0, proc.stdout[-4000:]
     matrix.active = "dc1"

@@ -324,7 +324,7 @@ def platform(lab, tmp_path_factory):
     """A reset lab, built (dc1 active), with the mailbox monitor running for the module."""
     lab.reset()
     plat = Platform(lab, tmp_path_factory.mktemp("kill-anywhere-reports"))
-    plat.run("site-build.yml")
+    plat.run("site_build.yml")
     plat.monitor = MailboxMonitor(lab)
     plat.monitor.start()
     yield plat

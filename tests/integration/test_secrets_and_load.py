@@ -49,9 +49,9 @@ FAULTS = [
 # The default run: each fault once, then a run with all healed; 60 = one run a minute for an hour.
 RUNS = int(os.environ.get("ZG_LOAD_RUNS", str(len(FAULTS))))
 # How the walk runs each known playbook; any other playbook runs with -l on the standby site.
-SEQUENCE_FIRST = ["site-build.yml"]
+SEQUENCE_FIRST = ["site_build.yml"]
 SEQUENCE_LAST = ["failover.yml", "failback.yml"]
-LIMITS = {"failover.yml": "dc2", "failback.yml": "dc1", "dr-test.yml": "dc2"}
+LIMITS = {"failover.yml": "dc2", "failback.yml": "dc1", "dr_test.yml": "dc2"}
 
 
 @dataclass
@@ -234,7 +234,7 @@ def fixture_walk(lab, tmp_path_factory) -> Walk:
         walk.returncodes[label] = proc.returncode
         return proc.returncode
 
-    assert run("site-build.yml", "site-build.yml") == 0, walk.outputs["site-build.yml"][-4000:]
+    assert run("site_build.yml", "site_build.yml") == 0, walk.outputs["site_build.yml"][-4000:]
 
     # The scheduled verify: one run a "minute", faults coming and going between runs, the
     # last run after every fault is healed.
@@ -244,7 +244,7 @@ def fixture_walk(lab, tmp_path_factory) -> Walk:
     for index, (what, fault, heal) in enumerate(faults):
         if fault:
             lab.cli("fault", *fault)
-        rc = run(f"replication-verify.yml #{index + 1} ({what})", "replication-verify.yml",
+        rc = run(f"replication_verify.yml #{index + 1} ({what})", "replication_verify.yml",
                  report_dir=walk.verify_reports)
         walk.verify_runs.append((what, rc))
         if heal:
@@ -257,10 +257,10 @@ def fixture_walk(lab, tmp_path_factory) -> Walk:
     walk.after["ssh_control_sockets"] = len(list((Path(lab.dir) / "ssh").glob("cp-*")))
 
     # Every other playbook, then the failover and the failback.
-    known = set(SEQUENCE_FIRST) | set(SEQUENCE_LAST) | {"replication-verify.yml"}
+    known = set(SEQUENCE_FIRST) | set(SEQUENCE_LAST) | {"replication_verify.yml"}
     others = sorted(p.name for p in (REPO / "playbooks").glob("*.yml") if p.name not in known)
     for playbook in others + SEQUENCE_LAST:
-        run(playbook, playbook, limit=LIMITS.get(playbook, "dc2" if playbook not in ("lab-smoke.yml",) else None))
+        run(playbook, playbook, limit=LIMITS.get(playbook, "dc2" if playbook not in ("lab_smoke.yml",) else None))
     return walk
 
 
@@ -270,7 +270,7 @@ def test_every_playbook_ran(walk):
     playbooks = {p.name for p in (REPO / "playbooks").glob("*.yml")}
     ran = {label.split(" ")[0] for label in walk.outputs}
     assert playbooks <= ran
-    for playbook in ("site-build.yml", "failover.yml", "failback.yml"):
+    for playbook in ("site_build.yml", "failover.yml", "failback.yml"):
         assert walk.returncodes[playbook] == 0, walk.outputs[playbook][-4000:]
     assert all("<127.10." in out or "ESTABLISH" in out for out in walk.outputs.values()), "not at -vvv"
 
@@ -292,7 +292,7 @@ def test_no_secret_in_any_output_record_or_report(lab, walk):
 def test_scheduled_verify_sees_the_faults_and_passes_once_healed(walk):
     wrong = [(what, rc) for what, rc in walk.verify_runs[:-1] if (rc == 0) != (what == "none")]
     assert wrong == [], "verify passed under a fault, or failed without one"
-    last = f"replication-verify.yml #{len(walk.verify_runs)}"
+    last = f"replication_verify.yml #{len(walk.verify_runs)}"
     label = next(label for label in walk.outputs if label.startswith(last))
     assert walk.verify_runs[-1][1] == 0, walk.outputs[label][-4000:]
 

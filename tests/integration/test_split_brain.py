@@ -78,7 +78,7 @@ def platform(lab, tmp_path_factory):
     """A reset lab, built: dc1 active, dc2 the standby."""
     lab.reset()
     plat = Platform(lab, tmp_path_factory.mktemp("split-brain-reports"))
-    proc = plat.run("site-build.yml")
+    proc = plat.run("site_build.yml")
     assert proc.returncode == 0, proc.stdout[-4000:]
     yield plat
     # Leave the lab as the tests after this module expect it: initial state, faults healed.
@@ -117,7 +117,7 @@ def test_a_returning_site_is_detected_never_started_and_fenced_by_the_failback(l
     lab.cli("fault", "heal")
 
     # Back with its mailbox running: a split brain, the returning site named.
-    proc = platform.run("replication-verify.yml")
+    proc = platform.run("replication_verify.yml")
     text = out(proc)
     assert proc.returncode != 0 and "SPLIT BRAIN" in text, text[-3000:]
     assert "dc1 is returning after the failover to dc2" in text, text[-3000:]
@@ -127,7 +127,7 @@ def test_a_returning_site_is_detected_never_started_and_fenced_by_the_failback(l
     # Its Zimbra stopped by hand, its stale volumes still mounted: still the returning site.
     for host in ("dc1-mbox1", "dc1-mta1", "dc1-proxy1"):
         platform.zimbra(host, "stop")
-    proc = platform.run("replication-verify.yml")
+    proc = platform.run("replication_verify.yml")
     text = out(proc)
     assert proc.returncode != 0 and "RETURNING SITE dc1" in text, text[-3000:]
     assert "dc1-mbox1:/opt/zimbra/db" in text and "failback.yml -l dc1" in text, text[-3000:]
@@ -138,7 +138,7 @@ def test_a_returning_site_is_detected_never_started_and_fenced_by_the_failback(l
 
     # No playbook starts it: site-build, a disaster failover again, a failover to it.
     for playbook, limit, extra, refusal in (
-        ("site-build.yml", None, None, "broken off"),
+        ("site_build.yml", None, None, "broken off"),
         ("failover.yml", "dc2", DISASTER, "still answers"),
         ("failover.yml", "dc1", None, "fail back"),
     ):
@@ -157,6 +157,6 @@ def test_a_returning_site_is_detected_never_started_and_fenced_by_the_failback(l
     assert "Zimbra stopped on dc1-mbox1" in fence["detail"], fence
     assert "dc1-mbox1:/opt/zimbra/db" in fence["detail"], fence
     assert [s["name"] for s in record["steps"]].index("reverse_resync") == 1
-    proc = platform.run("replication-verify.yml")
+    proc = platform.run("replication_verify.yml")
     assert proc.returncode == 0, out(proc)[-3000:]
     assert platform.latest("replication-verify-2*.json")["active_site"] == "dc1"

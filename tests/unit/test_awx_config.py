@@ -167,7 +167,7 @@ def test_failover_survey_matches_the_role(config: dict[str, Any]) -> None:
 def test_dr_test_template_asks_the_standby_and_the_roles_actions(config: dict[str, Any]) -> None:
     specs = yaml.safe_load((REPO / "roles" / "dr_test" / "meta" / "argument_specs.yml").read_text())
     options = specs["argument_specs"]["main"]["options"]
-    [drill] = [jt for jt in config["controller_templates"] if jt["playbook"] == "playbooks/dr-test.yml"]
+    [drill] = [jt for jt in config["controller_templates"] if jt["playbook"] == "playbooks/dr_test.yml"]
     assert (REPO / drill["playbook"]).is_file()
     # The limit names the standby: asked at launch, never a default that could be the active site.
     assert drill["ask_limit_on_launch"] is True and not drill.get("limit")
@@ -186,11 +186,11 @@ def test_workflow_verify_approve_failover_verify(config: dict[str, Any]) -> None
         return templates[nodes[identifier]["unified_job_template"]]["playbook"]
 
     [approve] = nodes["verify_before"]["always_nodes"]
-    assert playbook("verify_before") == "playbooks/replication-verify.yml"
+    assert playbook("verify_before") == "playbooks/replication_verify.yml"
     assert "RPO" in nodes[approve]["approval_node"]["description"]
     [failover] = nodes[approve]["success_nodes"]
     assert playbook(failover) == "playbooks/failover.yml"
     [after] = nodes[failover]["success_nodes"]
-    assert playbook(after) == "playbooks/replication-verify.yml"
+    assert playbook(after) == "playbooks/replication_verify.yml"
     [failed] = nodes[failover]["failure_nodes"]
     assert playbook(failed) == "awx/playbooks/failed-run-report.yml"

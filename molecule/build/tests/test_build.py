@@ -56,7 +56,7 @@ def playbook(path: str, tmp_path: Path, *extra: str) -> subprocess.CompletedProc
 
 
 def test_replication_verify_passes_and_writes_its_report(tmp_path: Path) -> None:
-    proc = playbook("playbooks/replication-verify.yml", tmp_path)
+    proc = playbook("playbooks/replication_verify.yml", tmp_path)
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
     report = json.loads((tmp_path / "replication-verify-latest.json").read_text())
     assert report["ok"] and not report["split_brain"] and report["active_site"] == "dc1"
@@ -181,7 +181,7 @@ def dc2_mailbox_started() -> Any:
 
 
 def test_a_split_brain_fails_replication_verify_loudly(dc2_mailbox_started: str, tmp_path: Path) -> None:
-    proc = playbook("playbooks/replication-verify.yml", tmp_path)
+    proc = playbook("playbooks/replication_verify.yml", tmp_path)
     assert proc.returncode != 0
     assert "SPLIT BRAIN" in proc.stdout + proc.stderr
     report = json.loads((tmp_path / "replication-verify-latest.json").read_text())

@@ -14,14 +14,14 @@ from click.testing import CliRunner
 
 import lab.__main__ as lab_cli
 
-PLAYBOOKS = ["site-build.yml", "replication-verify.yml", "failover.yml", "failback.yml"]
+PLAYBOOKS = ["site_build.yml", "replication_verify.yml", "failover.yml", "failback.yml"]
 EXPECTED = [
-    ("site-build.yml", []),
-    ("replication-verify.yml", []),
+    ("site_build.yml", []),
+    ("replication_verify.yml", []),
     ("failover.yml", ["-l", "dc2"]),
-    ("replication-verify.yml", []),
+    ("replication_verify.yml", []),
     ("failback.yml", ["-l", "dc1"]),
-    ("replication-verify.yml", []),
+    ("replication_verify.yml", []),
 ]
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="the lab CLI runs as root")
@@ -71,7 +71,7 @@ def test_stops_at_the_first_failure_and_says_which_step(repo: Path, monkeypatch:
     calls = recorder(monkeypatch, repo, fail_at=3)
     result = invoke()
     assert result.exit_code == 1
-    assert [pb for pb, _ in calls] == ["site-build.yml", "replication-verify.yml", "failover.yml"]
+    assert [pb for pb, _ in calls] == ["site_build.yml", "replication_verify.yml", "failover.yml"]
     assert "demo stopped at step 3/6 (planned failover to dc2): playbooks/failover.yml failed (exit 2)" in result.output
     # The reports of the steps that ran are listed even so.
     assert str(repo / "reports" / "run-2.json") in result.output
