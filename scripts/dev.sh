@@ -52,7 +52,7 @@ setup_apt() {
 
 setup_venv() {
   local want have=""
-  want=$(cat requirements.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
+  want=$(cat requirements.txt constraints.txt requirements-dev.txt | sha256sum | cut -d' ' -f1)
   [ -f "$STAMP_DIR/venv" ] && have=$(cat "$STAMP_DIR/venv")
   if [ ! -x "$VENV/bin/python" ] || [ "$want" != "$have" ]; then
     log "creating the virtualenv .venv with the pinned Python dependencies"

@@ -72,19 +72,51 @@ def test_definition_is_version_3_with_pinned_ansible() -> None:
     assert definition["dependencies"]["ansible_runner"]["package_pip"] == f"ansible-runner=={dev['ansible-runner']}"
 
 
-def test_python_requirements_match_the_controller_pins() -> None:
-    """Every runtime library of requirements.txt is in the image at the same version; Ansible
-    itself comes from the definition, not from the requirements file."""
-    runtime = pins(REPO / "requirements.txt")
-    image = pins(REPO / "meta" / "ee-requirements.txt")
-    expected = {name: version for name, version in runtime.items() if name not in ("ansible", "ansible-core")}
-    assert image == expected
+def lower_bounds(path: Path) -> dict[str, str]:
+    """``{name: version}`` of the ``name>=version`` lines of a requirements file."""
+    found = {}
+    for line in path.read_text().splitlines():
+        match = re.match(r"^([A-Za-z0-9_.-]+)>=([^\s;#,]+)$", line.strip())
+        if match:
+            found[match.group(1).lower()] = match.group(2)
+    return found
+
+
+def requirement_lines(path: Path) -> list[str]:
+    return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
+
+
+def test_runtime_libraries_have_lower_bounds_and_tested_pins() -> None:
+    """requirements.txt (what the collection needs, for an operator's Ansible and any EE) has
+    lower bounds only and no Ansible; constraints.txt pins each at a version that satisfies it;
+    the development requirements bring Ansible and use the constraints."""
+    from packaging.version import Version
+
+    lines = requirement_lines(REPO / "requirements.txt")
+    bounds = lower_bounds(REPO / "requirements.txt")
+    assert len(bounds) == len(lines), f"every line of requirements.txt is name>=version: {lines}"
+    assert not {"ansible", "ansible-core"} & set(bounds)
+    # Every third-party library the modules import is declared (urllib3: Scality retries).
+    assert {"netapp-ontap", "ldap3", "dnspython", "requests", "urllib3"} <= set(bounds)
+    exact = pins(REPO / "constraints.txt")
+    assert set(exact) == set(bounds)
+    for name, floor in bounds.items():
+        assert Version(exact[name]) >= Version(floor), name
+    dev = requirement_lines(REPO / "requirements-dev.txt")
+    assert "-r requirements.txt" in dev and "-c constraints.txt" in dev
+    assert {"ansible-core", "ansible"} <= set(pins(REPO / "requirements-dev.txt"))
+    # The collection's metadata for ansible-builder names the lower bounds, the project's own
+    # image the tested pins.
+    meta = yaml.safe_load((REPO / "meta" / "execution-environment.yml").read_text())
+    assert meta["dependencies"]["python"] == "requirements.txt"
+    definition = yaml.safe_load(EE_FILE.read_text())
+    assert (EE_FILE.parent / definition["dependencies"]["python"]).resolve() == REPO / "constraints.txt"
 
 
 def test_context_has_containerfile_and_requirements(context: Path) -> None:
     containerfile = (context / "Containerfile").read_text()
     build = context / "_build"
-    assert (build / "requirements.txt").read_text() == (REPO / "meta" / "ee-requirements.txt").read_text()
+    assert (build / "requirements.txt").read_text() == (REPO / "constraints.txt").read_text()
     assert (build / "bindep.txt").read_text() == (REPO / "bindep.txt").read_text()
     galaxy = yaml.safe_load((build / "requirements.yml").read_text())
     assert {c["name"] for c in galaxy["collections"]} == set(
@@ -132,7 +164,7 @@ def test_bindep_parses_and_names_the_controller_tools() -> None:
 
 def test_installed_collection_declares_its_dependencies_to_introspection(context: Path, tmp_path: Path) -> None:
     """What ansible-builder's introspection finds in the installed artifact: the client
-    libraries of meta/ee-requirements.txt and the tools of bindep.txt, nothing of the
+    libraries of requirements.txt (lower bounds) and the tools of bindep.txt, nothing of the
     developer pins (ansible-core, pytest...), and no build definition inside the collection."""
     artifact = next((context / "_build" / "zimbra_geo").glob("mailops-zimbra_geo-*.tar.gz"))
     with tarfile.open(artifact) as tar:
@@ -150,6 +182,6 @@ def test_installed_collection_declares_its_dependencies_to_introspection(context
     data = yaml.safe_load(found.stdout)
     assert all(entry.endswith("# from collection mailops.zimbra_geo") for entry in data["python"] + data["system"])
     python = {entry.split("#")[0].strip() for entry in data["python"]}
-    assert python == {f"{name}=={version}" for name, version in pins(REPO / "meta" / "ee-requirements.txt").items()}
+    assert python == set(requirement_lines(REPO / "requirements.txt"))
     system = {entry.split()[0] for entry in data["system"]}
     assert {"ldap-utils", "openldap-clients", "openssh-client", "hostname"} <= system, found.stdout
