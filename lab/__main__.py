@@ -262,7 +262,7 @@ def demo(lab: Lab, ansible_args: tuple[str, ...]) -> None:
     if missing:
         raise click.ClickException("the demo cannot run, these playbooks do not exist: " + ", ".join(missing))
     lifecycle.ensure_up(lab)
-    reports = REPO / "reports"  # zimbra_geo_report_dir's default: <playbook_dir>/../reports
+    reports = REPO / "reports"  # zimbra_geo_report_dir's default: reports/ where ansible-playbook runs
     started = time.time()
 
     def written_reports() -> list[os.PathLike[str]]:

@@ -74,7 +74,8 @@ class ActionModule(ActionBase):
         except ValueError:
             raise AnsibleActionFail("mode must be an octal string such as '0644', not %r" % (mode,)) from None
 
-        directory = os.path.expanduser(directory)
+        # A relative directory is the caller's: taken from where ansible-playbook runs.
+        directory = os.path.abspath(os.path.expanduser(directory))
         paths = ["%s/%s.%s" % (directory, name, ext) for name in names for ext in content]
         result.update(changed=False, dir=directory, files=paths)
         if self._task.check_mode:

@@ -22,7 +22,8 @@ author:
 options:
   dir:
     description:
-      - The report directory on the controller. C(~) is expanded.
+      - The report directory on the controller. C(~) is expanded; a relative path is taken from
+        the directory C(ansible-playbook) runs in. RV(dir) and RV(files) are absolute.
     type: path
     required: true
   names:
