@@ -94,9 +94,11 @@ run_lint() {
   # The oldest Python each side must run on (tests/config.yml says the same to ansible-test):
   # what runs on a managed host (modules, module_utils) on 3.8, the controller side on the
   # oldest Python of the claimed ansible-core range (meta/runtime.yml).
+  log "antsibull-docs (the documentation of every plugin and role)"
+  antsibull-docs lint-collection-docs --plugin-docs "$ROOT/.collections/ansible_collections/mailops/zimbra_geo"
   log "vermin (minimum Python versions)"
   vermin --no-tips --violations -q -t=3.8- plugins/modules plugins/module_utils
-  vermin --no-tips --violations -q -t=3.10- plugins/action plugins/filter
+  vermin --no-tips --violations -q -t=3.11- plugins/action plugins/filter
 }
 
 run_sanity() {

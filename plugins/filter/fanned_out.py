@@ -6,13 +6,13 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: fanned_out
 short_description: Gather the results of a task fanned out over the workers of a play
-version_added: 1.0.0
+version_added: 0.1.0
 author: zimbra_geo maintainers
 description:
   - A task fanned out over the workers (each worker loops over its share of the items,
     delegated to the host each item concerns) registers one result per worker. This filter
     gathers them into one result, as if a single worker had looped over every item.
-  - A failed or unreachable item becomes one line of O(failures), named by its label, with its
+  - A failed or unreachable item becomes one line of RV(_value.failures), named by its label, with its
     message, else its standard error, else the last line of its standard output.
 positional: _input, hostvars, name
 options:

@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: share
 short_description: One worker's share of a list of items
-version_added: 1.0.0
+version_added: 0.1.0
 author: zimbra_geo maintainers
 description:
   - Deals the items out over the workers, as cards are dealt (the first item to the first

@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: mailbox_volumes
 short_description: Mount or unmount all the mailbox volumes of a Zimbra mailbox server in one run
-version_added: 1.0.0
+version_added: 0.1.0
 author:
   - zimbra_geo maintainers (@mailops)
 description:

@@ -6,7 +6,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: volume_clone
 short_description: FlexClones of SnapMirror destination volumes, many at once (DR tests)
-version_added: 0.2.0
+version_added: 0.1.0
 author:
   - zimbra_geo maintainers (@mailops)
 description:
