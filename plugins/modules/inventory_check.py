@@ -13,8 +13,12 @@ description:
   - Runs on the controller (action plugin) before anything else in every playbook of the
     collection, and fails, before any change, with one line per problem when the inventory does
     not describe exactly two sites, two LDAP masters per site with unique server IDs, a mailbox
-    server peer on the other site for every mailbox server, an MTA and a proxy on each site, and
-    the endpoints that the later steps need.
+    server peer on the other site for every mailbox server (naming it back, deriving the same
+    service name, with the same volumes), an MTA and a proxy on each site, a Zimbra server name
+    on every mailbox server and MTA, a public address on every MTA and proxy, a distinct SVM
+    per site, and the endpoints that the later steps need.
+  - Every inventory variable the roles read is known to the check (its module_utils lists them
+    with what is required; a test fails when a role reads one it does not know).
   - "The inventory model: C(zimbra_geo_sites) names the two site groups; the role groups are
     C(ldap_masters), C(mailbox), C(mta) and C(proxy); LDAP masters carry
     C(zimbra_geo_ldap_server_id) and C(zimbra_geo_ldap_uri); mailbox servers carry

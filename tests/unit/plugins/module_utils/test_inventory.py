@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import copy
+import re
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ansible_collections.mailops.zimbra_geo.plugins.module_utils._inventory import check_inventory
+from ansible_collections.mailops.zimbra_geo.plugins.module_utils._inventory import INVENTORY_VARIABLES, check_inventory
+
+REPO = Path(__file__).resolve().parents[4]
+VOLUMES = [{"name": "db", "volume": "mbox1_db", "path": "/opt/zimbra/db", "src": "LABEL=zdb", "fstype": "xfs"},
+           {"name": "index", "volume": "mbox1_index", "path": "/opt/zimbra/index", "src": "LABEL=zix", "fstype": "xfs"}]
 
 ALL = ("ldap", "ontap", "scality", "dns")
 
@@ -18,9 +24,14 @@ def valid() -> dict[str, Any]:
         "dc1-ldap2": {"zimbra_geo_ldap_server_id": 2, "zimbra_geo_ldap_uri": "ldap://b"},
         "dc2-ldap1": {"zimbra_geo_ldap_server_id": 3, "zimbra_geo_ldap_uri": "ldap://c"},
         "dc2-ldap2": {"zimbra_geo_ldap_server_id": 4, "zimbra_geo_ldap_uri": "ldap://d"},
-        "dc1-mbox1": {"zimbra_geo_mailbox_peer": "dc2-mbox1"},
-        "dc2-mbox1": {"zimbra_geo_mailbox_peer": "dc1-mbox1"},
-        "dc1-mta1": {}, "dc2-mta1": {}, "dc1-proxy1": {}, "dc2-proxy1": {},
+        "dc1-mbox1": {"zimbra_geo_mailbox_peer": "dc2-mbox1", "zimbra_geo_zimbra_hostname": "mbox1.example.test",
+                      "zimbra_geo_mailbox_volumes": copy.deepcopy(VOLUMES)},
+        "dc2-mbox1": {"zimbra_geo_mailbox_peer": "dc1-mbox1", "zimbra_geo_zimbra_hostname": "mbox1.example.test",
+                      "zimbra_geo_mailbox_volumes": copy.deepcopy(VOLUMES)},
+        "dc1-mta1": {"zimbra_geo_zimbra_hostname": "mta1.dc1.example.test", "zimbra_geo_public_address": "192.0.2.1"},
+        "dc2-mta1": {"zimbra_geo_zimbra_hostname": "mta1.dc2.example.test", "zimbra_geo_public_address": "192.0.2.2"},
+        "dc1-proxy1": {"zimbra_geo_public_address": "192.0.2.3"},
+        "dc2-proxy1": {"zimbra_geo_public_address": "192.0.2.4"},
     }
     groups = {
         "dc1": [h for h in hosts if h.startswith("dc1")],
@@ -34,7 +45,8 @@ def valid() -> dict[str, Any]:
         "zimbra_geo_active_site": "dc1",
         "zimbra_geo_ldap_suffix": "dc=x", "zimbra_geo_ldap_admin_dn": "cn=admin,dc=x",
         "zimbra_geo_ldap_admin_password": "pw",
-        "zimbra_geo_ontap_clusters": {"dc1": {"hostname": "o1"}, "dc2": {"hostname": "o2"}},
+        "zimbra_geo_ontap_clusters": {"dc1": {"hostname": "o1", "svm": "svm_dc1"},
+                                      "dc2": {"hostname": "o2", "svm": "svm_dc2"}},
         "zimbra_geo_ontap_username": "admin", "zimbra_geo_ontap_password": "pw",
         "zimbra_geo_scality_sproxyd": [{"site": "dc1", "url": "http://s1"}, {"site": "dc2", "url": "http://s2"}],
         "zimbra_geo_scality_supervisor_url": "https://sup",
@@ -114,6 +126,36 @@ def _no_mta(m):
     m["groups"]["mta"] = ["dc1-mta1"]
 
 
+def _no_zimbra_hostname(m):
+    del m["hosts"]["dc2-mta1"]["zimbra_geo_zimbra_hostname"]
+
+
+def _service_names_differ(m):
+    # zmbx01-par / zmbx01-lon would derive "par" and "lon": the pair needs one name.
+    for old, new in (("dc1-mbox1", "zmbx01-par"), ("dc2-mbox1", "zmbx01-lon")):
+        m["hosts"][new] = m["hosts"].pop(old)
+        for group in m["groups"].values():
+            group[:] = [new if h == old else h for h in group]
+    m["hosts"]["zmbx01-par"]["zimbra_geo_mailbox_peer"] = "zmbx01-lon"
+    m["hosts"]["zmbx01-lon"]["zimbra_geo_mailbox_peer"] = "zmbx01-par"
+
+
+def _volumes_differ(m):
+    m["hosts"]["dc2-mbox1"]["zimbra_geo_mailbox_volumes"][1]["path"] = "/opt/zimbra/idx"
+
+
+def _no_volumes(m):
+    del m["hosts"]["dc1-mbox1"]["zimbra_geo_mailbox_volumes"]
+
+
+def _no_public_address(m):
+    del m["hosts"]["dc2-proxy1"]["zimbra_geo_public_address"]
+
+
+def _same_svm(m):
+    m["platform"]["zimbra_geo_ontap_clusters"]["dc2"]["svm"] = "svm_dc1"
+
+
 @pytest.mark.parametrize(
     "mutate, expected",
     [
@@ -131,6 +173,12 @@ def _no_mta(m):
         (_no_ontap, "zimbra_geo_ontap_clusters.dc2.hostname"),
         (_no_sproxyd, "sproxyd endpoint for site dc2"),
         (_no_mta, "site dc2 has no host in group mta"),
+        (_no_zimbra_hostname, "MTA dc2-mta1 needs zimbra_geo_zimbra_hostname"),
+        (_service_names_differ, "derive different service names (lon, par)"),
+        (_volumes_differ, "must have the same volumes (name: path)"),
+        (_no_volumes, "dc1-mbox1 needs zimbra_geo_mailbox_volumes"),
+        (_same_svm, "both name SVM 'svm_dc1'"),
+        (_no_public_address, "proxy dc2-proxy1 needs zimbra_geo_public_address"),
     ],
     ids=lambda v: v.__name__.strip("_") if callable(v) else "",
 )
@@ -146,3 +194,56 @@ def test_only_required_endpoints_are_checked():
     del model["platform"]["zimbra_geo_ontap_clusters"]
     assert run(model, ["ldap", "dns"]) == []
     assert run(model) != []
+
+
+def test_a_service_name_set_on_both_peers_is_accepted():
+    model = copy.deepcopy(valid())
+    _service_names_differ(model)
+    for host in ("zmbx01-par", "zmbx01-lon"):
+        model["hosts"][host]["zimbra_geo_mailbox_service_name"] = "zmbx01"
+    assert run(model) == []
+
+
+def test_the_check_knows_every_inventory_variable_the_roles_read():
+    """A variable a role or playbook reads that the check does not know would reach a user
+    as an undefined-variable error in the middle of a run, not as a problem before it."""
+    read = set()
+    for path in [*REPO.glob("roles/**/*.yml"), *REPO.glob("roles/**/*.j2"), *REPO.glob("playbooks/*.yml"),
+                 *REPO.glob("plugins/action/*.py")]:
+        read |= set(re.findall(r"\bzimbra_geo_[a-z0-9_]+", path.read_text()))
+    # Role and collection names that are not inventory variables.
+    read -= {"zimbra_geo_awx_report_dir"}
+    unknown = sorted(read - set(INVENTORY_VARIABLES))
+    assert unknown == [], f"read by the roles but unknown to inventory_check: {unknown}"
+    assert len(read) > 20
+
+
+def test_the_example_inventory_passes_the_check_and_sets_every_required_variable():
+    import yaml
+
+    example = REPO / "inventories" / "example"
+    hosts_doc = yaml.safe_load((example / "hosts.yml").read_text())
+    hosts: dict[str, dict[str, Any]] = {}
+    groups: dict[str, list[str]] = {}
+
+    def walk(name: str, node: dict[str, Any]) -> list[str]:
+        members = []
+        for host, values in ((node or {}).get("hosts") or {}).items():
+            hosts.setdefault(host, {}).update(values or {})
+            members.append(host)
+        for child, sub in ((node or {}).get("children") or {}).items():
+            members += walk(child, sub)
+        groups.setdefault(name, [])
+        groups[name] += [m for m in members if m not in groups[name]]
+        return members
+
+    walk("all", hosts_doc["all"])
+    platform: dict[str, Any] = {}
+    for path in sorted((example / "group_vars" / "all").glob("*.yml")):
+        platform.update(yaml.safe_load(path.read_text()) or {})
+    for site in platform["zimbra_geo_sites"]:
+        site_vars = yaml.safe_load((example / "group_vars" / f"{site}.yml").read_text()) or {}
+        for host in groups[site]:
+            hosts[host] = {**site_vars, **hosts[host]}
+    problems = check_inventory(platform["zimbra_geo_sites"], groups, lambda h: hosts.get(h, {}), platform, list(ALL))
+    assert problems == []
