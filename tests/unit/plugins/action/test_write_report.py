@@ -46,7 +46,8 @@ def run(tmp_path: Path, **extra: object) -> tuple[int, dict, str]:
                ANSIBLE_CALLBACK_RESULT_FORMAT="json", ANSIBLE_LOCALHOST_WARNING="0",
                ANSIBLE_INVENTORY_UNPARSED_WARNING="0")
     proc = subprocess.run([str(Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", str(book),
-                           "-e", json.dumps(extra)], cwd=tmp_path, env=env, capture_output=True, text=True)
+                           "-e", json.dumps(extra)], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          check=False)
     out = proc.stdout + proc.stderr
     result = {}
     if "RESULT " in out:
@@ -81,7 +82,7 @@ def test_check_mode_writes_nothing_and_says_what_it_would_write(tmp_path):
 
 
 def test_mode_is_applied(tmp_path):
-    rc, _, out = run(tmp_path, report_dir=str(tmp_path / "r"), names=["x"], file_mode="0600")
+    rc, _result, out = run(tmp_path, report_dir=str(tmp_path / "r"), names=["x"], file_mode="0600")
     assert rc == 0, out
     assert stat.S_IMODE((tmp_path / "r" / "x.json").stat().st_mode) == 0o600
 
@@ -93,7 +94,7 @@ def test_mode_is_applied(tmp_path):
 ])
 def test_refuses_bad_input_before_writing(tmp_path, extra, message):
     reports = tmp_path / "reports"
-    rc, _, out = run(tmp_path, report_dir=str(reports), **extra)
+    rc, _result, out = run(tmp_path, report_dir=str(reports), **extra)
     assert rc != 0 and message in out, out
     assert not reports.exists()
 
@@ -101,5 +102,5 @@ def test_refuses_bad_input_before_writing(tmp_path, extra, message):
 def test_an_unwritable_directory_is_a_clear_failure(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    rc, _, out = run(tmp_path, report_dir=str(blocker / "reports"), names=["x"])
+    rc, _result, out = run(tmp_path, report_dir=str(blocker / "reports"), names=["x"])
     assert rc != 0 and "cannot write the report in" in out, out
