@@ -54,6 +54,22 @@ def test_ansible_reaches_every_host_over_ssh(lab):
     assert out == "dc2-mbox1"
 
 
+def test_prereq_check_passes_on_the_lab_and_names_each_missing_prerequisite(lab):
+    """playbooks/prereq_check.yml reads every host (no change) and lists every problem at once."""
+    proc = lab.playbook(REPO / "playbooks" / "prereq_check.yml")
+    assert proc.returncode == 0, proc.stdout[-3000:]
+    assert "Every prerequisite is in place on 10 hosts" in proc.stdout
+    assert "changed=0" in proc.stdout and "changed=1" not in proc.stdout
+    # A CA file the LDAP masters do not have, and fewer forks than mailbox servers.
+    proc = lab.playbook(REPO / "playbooks" / "prereq_check.yml", args=["-f", "1"],
+                        extra_vars={"zimbra_geo_ca_path": "/etc/zimbra-geo-no-such-ca.pem"})
+    assert proc.returncode != 0
+    for master in ("dc1-ldap1", "dc1-ldap2", "dc2-ldap1", "dc2-ldap2"):
+        assert f"- {master}: /etc/zimbra-geo-no-such-ca.pem is missing" in proc.stdout, proc.stdout[-3000:]
+    assert "forks is 1 for 2 mailbox servers" in proc.stdout
+    assert "- dc1-mbox1:" not in proc.stdout  # the mailbox servers have what they need
+
+
 def test_hosts_have_private_files(lab):
     lab.host_run("dc1-mbox1", ["sh", "-c", "echo marker > /opt/zimbra/private-test"])
     try:
