@@ -194,8 +194,8 @@ def _check_mailboxes(sites: List[str], groups: Mapping[str, List[str]], hostvars
                             "zimbra_geo_mailbox_service_name on both" % (host, peer, names[0], names[1]))
         volumes = [_volume_pairs(hostvars(h).get("zimbra_geo_mailbox_volumes")) for h in (host, peer)]
         if volumes[0] is None or volumes[1] is None:
-            for h, vols in zip((host, peer), volumes):
-                if vols is None:
+            for index, h in enumerate((host, peer)):
+                if volumes[index] is None:
                     problems.append("mailbox server %s needs zimbra_geo_mailbox_volumes: a list of {name, volume, "
                                     "path, src, fstype}" % h)
         elif volumes[0] != volumes[1]:
@@ -235,8 +235,8 @@ def _check_endpoints(sites: List[str], groups: Mapping[str, List[str]], hostvars
                                 % (site, site))
         svms = [(clusters.get(site) or {}).get("svm") if isinstance(clusters, Mapping) else None for site in sites]
         if not _missing(svms[0]) and svms[0] == svms[1]:
-            problems.append("zimbra_geo_ontap_clusters: sites %s and %s both name SVM %r; each site's SVM needs its own "
-                            "name (the active site is told by which SVM holds the writable volumes)"
+            problems.append("zimbra_geo_ontap_clusters: sites %s and %s both name SVM %r; each site's SVM needs its "
+                            "own name (the active site is told by which SVM holds the writable volumes)"
                             % (sites[0], sites[1], svms[0]))
         for var in ("zimbra_geo_ontap_username", "zimbra_geo_ontap_password"):
             if _missing(platform.get(var)):
