@@ -25,14 +25,18 @@ BIN = Path(sys.executable).parent
 EE_FILE = REPO / "execution-environment" / "execution-environment.yml"
 
 
-def pins(path: Path) -> dict[str, str]:
-    """``{name: version}`` of the ``name==version`` lines of a requirements file."""
+def versions(path: Path, operator: str = "==") -> dict[str, str]:
+    """``{name: version}`` of the ``name<operator>version`` lines of a requirements file."""
     found = {}
     for line in path.read_text().splitlines():
-        match = re.match(r"^([A-Za-z0-9_.-]+)==([^\s;#]+)", line.strip())
+        match = re.match(r"^([A-Za-z0-9_.-]+)" + re.escape(operator) + r"([^\s;#,]+)$", line.strip())
         if match:
             found[match.group(1).lower()] = match.group(2)
     return found
+
+
+def pins(path: Path) -> dict[str, str]:
+    return versions(path, "==")
 
 
 @pytest.fixture(scope="module")
@@ -72,16 +76,6 @@ def test_definition_is_version_3_with_pinned_ansible() -> None:
     assert definition["dependencies"]["ansible_runner"]["package_pip"] == f"ansible-runner=={dev['ansible-runner']}"
 
 
-def lower_bounds(path: Path) -> dict[str, str]:
-    """``{name: version}`` of the ``name>=version`` lines of a requirements file."""
-    found = {}
-    for line in path.read_text().splitlines():
-        match = re.match(r"^([A-Za-z0-9_.-]+)>=([^\s;#,]+)$", line.strip())
-        if match:
-            found[match.group(1).lower()] = match.group(2)
-    return found
-
-
 def requirement_lines(path: Path) -> list[str]:
     return [line.strip() for line in path.read_text().splitlines() if line.strip() and not line.startswith("#")]
 
@@ -93,7 +87,7 @@ def test_runtime_libraries_have_lower_bounds_and_tested_pins() -> None:
     from packaging.version import Version
 
     lines = requirement_lines(REPO / "requirements.txt")
-    bounds = lower_bounds(REPO / "requirements.txt")
+    bounds = versions(REPO / "requirements.txt", ">=")
     assert len(bounds) == len(lines), f"every line of requirements.txt is name>=version: {lines}"
     assert not {"ansible", "ansible-core"} & set(bounds)
     # Every third-party library the modules import is declared (urllib3: Scality retries).
