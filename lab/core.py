@@ -9,7 +9,10 @@ Layout (one lab, named ``zg`` unless told otherwise):
   site's hosts still reach each other and nothing else.
 - ``<name>-<host>``: a host's network namespace, plus a persistent mount and UTS namespace
   bound under ``<state>/ns/``, with private ``/etc/hosts``, ``resolv.conf``, ``fstab``,
-  ``passwd``/``group``/``shadow``, a tmpfs ``/run`` and a private ``/opt/zimbra``.
+  ``passwd``/``group``/``shadow`` (and ``sudoers``), a tmpfs ``/run`` and a private ``/opt/zimbra``.
+  Besides root, each host has the operator account ``zimbra-geo-ops`` (the example
+  inventory's SSH user): the lab's key logs it in, and ``sudo`` gives it root without a
+  password, as a platform's automation account usually has.
 
 Every address is 127.x.y.z with ``route_localnet=1`` inside the namespaces; linux marks such
 addresses host-scoped, so they are added with ``scope global`` and routes carry ``src``.
@@ -41,6 +44,10 @@ REPO = Path(__file__).resolve().parent.parent
 DEFAULT_NAME = "zg"
 STATE_ROOT = Path(os.environ.get("ZG_LAB_DIR", "/var/lib/zglab"))
 CLONE_NEWNET = 0x40000000
+# The non-root SSH account of every lab host (inventories/example names the same one).
+OPERATOR_USER = "zimbra-geo-ops"
+OPERATOR_UID = 4991
+OPERATOR_HOME = Path("/home") / OPERATOR_USER  # bound to the host's own directory
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -371,6 +378,7 @@ class Lab:
             sh(["mount", "--bind", str(nsdir), str(nsdir)])
             sh(["mount", "--make-private", str(nsdir)])
         Path("/opt/zimbra").mkdir(parents=True, exist_ok=True)
+        OPERATOR_HOME.mkdir(parents=True, exist_ok=True)  # a mount point; each host binds its own
         hosts_file = self.etc_hosts()
         for host in self.hosts.values():
             etc = host.dir / "etc"
@@ -382,22 +390,56 @@ class Lab:
             for f in ("passwd", "group", "shadow"):
                 shutil.copy2(f"/etc/{f}", etc / f)
             self._private_root_home(host, etc / "passwd")
+            private = ["hosts", "resolv.conf", "fstab", "passwd", "group", "shadow"]
+            if self._operator_account(host, etc):
+                private.append("sudoers")
             host.mnt_ns.touch()
             host.uts_ns.touch()
-            binds = " && ".join(
-                f"mount --bind {etc / f} /etc/{f}"
-                for f in ("hosts", "resolv.conf", "fstab", "passwd", "group", "shadow")
-            )
+            binds = " && ".join(f"mount --bind {etc / f} /etc/{f}" for f in private)
             script = (
                 f"umount -l {nsdir} && "
                 "mount -t sysfs sysfs /sys && "
                 f"{binds} && "
                 "mount -t tmpfs -o mode=0755 tmpfs /run && mkdir -p /run/sshd /run/slapd /run/lock && "
                 f"mount --bind {host.dir / 'opt-zimbra'} /opt/zimbra && "
+                f"mount --bind {host.dir / 'ops-home'} {OPERATOR_HOME} && "
                 f"hostname {host.name}"
             )
             sh(["nsenter", f"--net=/run/netns/{host.netns}", "unshare", f"--mount={host.mnt_ns}",
                 f"--uts={host.uts_ns}", "--propagation", "private", "sh", "-c", script])
+
+    def _operator_account(self, host: Host, etc: Path) -> bool:
+        """The non-root operator account: user, group and home in the host's private files,
+        and a private ``/etc/sudoers`` (the machine's, plus the account with NOPASSWD) that
+        logs to the host's directory. False where the machine has no sudo."""
+        from lab.zimbra.install import add_user
+
+        home = host.dir / "ops-home"
+        (home / ".ssh").mkdir(mode=0o700, parents=True, exist_ok=True)
+        home.chmod(0o700)
+        for name in (".bashrc", ".profile"):
+            skel = Path("/etc/skel") / name
+            (home / name).write_text(skel.read_text() if skel.is_file() else "")
+        # The lab's key, in the account's own authorized_keys (sshd reads it as the account).
+        keys = self.dir / "ssh" / "authorized_keys"
+        (home / ".ssh" / "authorized_keys").write_text(keys.read_text() if keys.is_file() else "")
+        # "*": no password to log in with, but not locked, so the key logs it in.
+        add_user(str(etc), OPERATOR_USER, OPERATOR_UID, OPERATOR_UID, str(OPERATOR_HOME),
+                 gecos="zimbra_geo automation", password="*")
+        for path in (home, *home.rglob("*")):
+            os.chown(path, OPERATOR_UID, OPERATOR_UID)
+        machine = Path("/etc/sudoers")
+        if not machine.is_file() or not shutil.which("sudo"):
+            return False
+        sudoers = etc / "sudoers"
+        sudoers.write_text(
+            machine.read_text()
+            + f"\n# lab host {host.name}: the operator account becomes root; every command is logged here.\n"
+            + f"Defaults logfile={host.dir / 'sudo.log'}\n"
+            + f"{OPERATOR_USER} ALL=(ALL:ALL) NOPASSWD: ALL\n"
+        )
+        sudoers.chmod(0o440)
+        return True
 
     @staticmethod
     def _private_root_home(host: Host, passwd: Path) -> None:

@@ -88,7 +88,7 @@ class Sshd(Service):
 ListenAddress {host.address}:22
 HostKey {key}
 PidFile none
-AuthorizedKeysFile {lab.dir / 'ssh' / 'authorized_keys'}
+AuthorizedKeysFile {lab.dir / 'ssh' / 'authorized_keys'} .ssh/authorized_keys
 PermitRootLogin prohibit-password
 PasswordAuthentication no
 KbdInteractiveAuthentication no

@@ -16,6 +16,8 @@ STAMP_DIR="$ROOT/.cache/setup"
 APT_PACKAGES=(
   slapd ldap-utils bind9 bind9-utils bind9-dnsutils openssh-server openssh-client
   iproute2 procps psmisc util-linux rsync python3 python3-venv
+  # Lab hosts log in a non-root operator account that becomes root with sudo.
+  sudo
   # The Zimbra stand-in runs as user zimbra with the system Python (the venv's interpreter
   # lives under root's home): its client libraries come from Debian.
   python3-aiosmtpd python3-ldap3 python3-requests python3-dnspython

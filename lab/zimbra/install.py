@@ -36,21 +36,29 @@ def add_zimbra_user(etc: str, home: str = "/opt/zimbra", uid: int = ZIMBRA_UID,
                     gid: int = ZIMBRA_GID) -> bool:
     """Add user and group ``zimbra`` to the passwd/group/shadow files under `etc`.
     Returns False if the user was already there. Refuses a uid or gid taken by another."""
+    return add_user(etc, "zimbra", uid, gid, home, gecos="Zimbra")
+
+
+def add_user(etc: str, name: str, uid: int, gid: int, home: str, gecos: str = "",
+             password: str = "!") -> bool:
+    """Add user and group `name` to the passwd/group/shadow files under `etc`, with the shadow
+    password field `password` (``!``: locked; ``*``: no password, key logins still allowed).
+    Returns False if the user was already there. Refuses a uid or gid taken by another."""
     added = False
-    for name, line, key in (
-        ("group", f"zimbra:x:{gid}:", gid),
-        ("passwd", f"zimbra:x:{uid}:{gid}:Zimbra:{home}:/bin/bash", uid),
-        ("shadow", "zimbra:!:19000:0:99999:7:::", None),
+    for file, line, key in (
+        ("group", f"{name}:x:{gid}:", gid),
+        ("passwd", f"{name}:x:{uid}:{gid}:{gecos}:{home}:/bin/bash", uid),
+        ("shadow", f"{name}:{password}:19000:0:99999:7:::", None),
     ):
-        path = os.path.join(etc, name)
+        path = os.path.join(etc, file)
         try:
             with open(path, encoding="utf-8") as handle:
                 lines = handle.read().splitlines()
         except FileNotFoundError:
-            if name == "shadow":
+            if file == "shadow":
                 continue
             lines = []
-        if any(entry.split(":", 1)[0] == "zimbra" for entry in lines):
+        if any(entry.split(":", 1)[0] == name for entry in lines):
             continue
         if key is not None and any(entry.split(":")[2:3] == [str(key)] for entry in lines):
             raise SystemExit(f"{path}: id {key} already belongs to another entry")

@@ -1,9 +1,15 @@
 """No secret in any output, and replication-verify on a schedule leaves the lab as it found it.
 
 One walk through every playbook against the lab at verbosity 3 (-vvv), as an operator or a
-scheduler runs them: site-build, replication-verify run back to back with faults coming and
-going between runs (the scheduled verify), then every other playbook of playbooks/ (a new one
-is picked up without editing this test), failover and failback last.
+scheduler runs them: by FQCN from the collection's built artifact installed into an empty
+collections path, from the operator's own directory (its ansible.cfg, reports under it),
+logged in to the hosts as the example inventory does (a non-root account with sudo, `become`
+set on the site groups only): site-build, replication-verify run back to back with faults
+coming and going between runs (the scheduled verify), then every other playbook of playbooks/
+(a new one is picked up without editing this test), failover and failback last.
+
+Become: every SSH login is the operator account's, every module run on a host goes through
+sudo (and the host's own sudo log has it), no task on the controller ever becomes.
 
 Secrets: every password, TSIG secret and the SSH private key of the lab inventory, in the
 forms a leak would take (as is, base64, URL-quoted, decoded TSIG bytes in hex, any 12
@@ -26,6 +32,7 @@ import itertools
 import os
 import re
 import subprocess
+import sys
 import time
 import urllib.parse
 from collections import Counter
@@ -37,7 +44,10 @@ import pytest
 import requests
 import yaml
 
+from lab.core import OPERATOR_USER
+
 REPO = Path(__file__).resolve().parents[2]
+BIN = Path(sys.executable).parent
 LDAPI = "ldapi://%2Frun%2Fslapd%2Fldapi"
 # Faults that come and go between scheduled runs: (what, lab fault arguments, healing arguments).
 FAULTS = [
@@ -64,6 +74,8 @@ class Walk:
     verify_runs: list[tuple[str, int]] = field(default_factory=list)
     reports: Path | None = None
     verify_reports: Path | None = None
+    sudo_logs: dict[str, Path] = field(default_factory=dict)  # host -> its sudo log
+    became: dict[str, list[str]] = field(default_factory=dict)  # run label -> hosts that logged a sudo
 
 
 # ------------------------------------------------------------------ secrets
@@ -207,31 +219,45 @@ def wait_for(what: str, probe: Any, expected: Any, deadline: float = 60.0) -> An
 
 
 # ------------------------------------------------------------------ the walk
+def operator_directory(path: Path) -> Path:
+    """An operator's working directory: an ansible.cfg as README's Prerequisites suggest, and an
+    inventory layer with the example inventory's connection settings, where it keeps them
+    (group_vars of the site groups, which outrank the lab inventory's group_vars/all)."""
+    path.mkdir()
+    (path / "ansible.cfg").write_text("[defaults]\nforks = 20\n\n[ssh_connection]\npipelining = True\n")
+    (path / "inventory" / "group_vars").mkdir(parents=True)
+    (path / "inventory" / "hosts.yml").write_text(yaml.safe_dump({"all": {"children": {"dc1": {}, "dc2": {}}}}))
+    connection = {"ansible_user": OPERATOR_USER, "ansible_become": True,
+                  "ansible_become_method": "ansible.builtin.sudo"}
+    for site in ("dc1", "dc2"):
+        (path / "inventory" / "group_vars" / f"{site}.yml").write_text(yaml.safe_dump(connection))
+    return path
+
+
 @pytest.fixture(scope="module", name="walk")
-def fixture_walk(lab, tmp_path_factory) -> Walk:
+def fixture_walk(lab, installed, tmp_path_factory) -> Walk:
     tmp = tmp_path_factory.mktemp("walk")
-    walk = Walk(reports=tmp / "reports", verify_reports=tmp / "verify-reports")
-    remote_tmp, local_tmp = tmp / "remote-tmp", tmp / "local-tmp"
-    env_extra = {"ANSIBLE_VERBOSITY": "3", "ANSIBLE_REMOTE_TMP": str(remote_tmp),
-                 "ANSIBLE_LOCAL_TMP": str(local_tmp)}
+    caller = operator_directory(tmp / "operator")
+    walk = Walk(reports=caller / "reports", verify_reports=tmp / "verify-reports", sudo_logs={
+        name: host.dir / "sudo.log" for name, host in lab.hosts.items() if "sshd" in host.services})
+    local_tmp = tmp / "local-tmp"
+    env = {**installed.env, "ANSIBLE_VERBOSITY": "3", "ANSIBLE_LOCAL_TMP": str(local_tmp)}
     lab.reset()
 
     def run(label: str, playbook: str, limit: str | None = None, report_dir: Path | None = None) -> int:
-        saved = {k: os.environ.get(k) for k in env_extra}
-        os.environ.update(env_extra)  # lab.playbook passes this process's environment on
+        for log in walk.sudo_logs.values():
+            log.unlink(missing_ok=True)
+        argv = [str(BIN / "ansible-playbook"), f"mailops.zimbra_geo.{Path(playbook).stem}",
+                "-i", str(lab.inventory), "-i", str(caller / "inventory")] + (["-l", limit] if limit else [])
+        if report_dir:
+            argv += ["-e", f"zimbra_geo_report_dir={report_dir}"]
         started = time.monotonic()
-        try:
-            proc = lab.playbook(REPO / "playbooks" / playbook, limit=limit,
-                                args=["-e", f"zimbra_geo_report_dir={report_dir or walk.reports}"])
-        finally:
-            for key, value in saved.items():
-                if value is None:
-                    os.environ.pop(key, None)
-                else:
-                    os.environ[key] = value
+        proc = subprocess.run(argv, capture_output=True, text=True, env=env, cwd=caller)
         walk.seconds[label] = time.monotonic() - started
         walk.outputs[label] = proc.stdout + proc.stderr
         walk.returncodes[label] = proc.returncode
+        walk.became[label] = sorted(host for host, log in walk.sudo_logs.items()
+                                    if log.exists() and f"{OPERATOR_USER} : " in log.read_text())
         return proc.returncode
 
     assert run("site_build.yml", "site_build.yml") == 0, walk.outputs["site_build.yml"][-4000:]
@@ -252,13 +278,17 @@ def fixture_walk(lab, tmp_path_factory) -> Walk:
     # Healing is asynchronous (Scality rebuilds, LDAP catch-up): wait for the known end state.
     wait_for("the sproxyd stores", lambda: store_files(lab), walk.before["store"])
     walk.after = lab_state(lab)
-    walk.after["remote_tmp"] = sorted(str(p) for p in remote_tmp.rglob("*")) if remote_tmp.exists() else []
+    walk.after["remote_tmp"] = sorted(str(p) for host in lab.hosts.values()
+                                      for p in (host.dir / "ops-home" / ".ansible").rglob("*"))
     walk.after["local_tmp"] = sorted(str(p) for p in local_tmp.rglob("*")) if local_tmp.exists() else []
     walk.after["ssh_control_sockets"] = len(list((Path(lab.dir) / "ssh").glob("cp-*")))
 
     # Every other playbook, then the failover and the failback.
     known = set(SEQUENCE_FIRST) | set(SEQUENCE_LAST) | {"replication_verify.yml"}
     others = sorted(p.name for p in (REPO / "playbooks").glob("*.yml") if p.name not in known)
+    # The installed artifact has the same playbooks as the working tree.
+    assert sorted(n for n in installed.names if n.startswith("playbooks/") and n.endswith(".yml")) == sorted(
+        f"playbooks/{p.name}" for p in (REPO / "playbooks").glob("*.yml"))
     for playbook in others + SEQUENCE_LAST:
         run(playbook, playbook, limit=LIMITS.get(playbook, "dc2" if playbook not in ("lab_smoke.yml",) else None))
     return walk
@@ -273,6 +303,27 @@ def test_every_playbook_ran(walk):
     for playbook in ("site_build.yml", "failover.yml", "failback.yml"):
         assert walk.returncodes[playbook] == 0, walk.outputs[playbook][-4000:]
     assert all("<127.10." in out or "ESTABLISH" in out for out in walk.outputs.values()), "not at -vvv"
+
+
+def test_every_run_logged_in_as_the_operator_and_became_root_on_the_hosts_only(walk):
+    """The example inventory's connection: SSH as a non-root account, sudo on the site groups'
+    hosts, never on the controller (the API tasks run there as whoever runs Ansible)."""
+    for label, out in walk.outputs.items():
+        users = set(re.findall(r"ESTABLISH SSH CONNECTION FOR USER: (\S+)", out))
+        assert users <= {OPERATOR_USER}, (label, users)
+        host_runs = [line for line in out.splitlines() if re.match(r"<127\.10\.[12]\.\d+> SSH: EXEC .*python", line)]
+        assert all("sudo -H -S -n" in line for line in host_runs), label
+        local_runs = [line for line in out.splitlines() if line.startswith("<localhost> EXEC")]
+        assert not [line for line in local_runs if "sudo" in line], label
+        if host_runs:
+            assert walk.became[label], f"{label}: no host's sudo log has the run"
+    for label in ("site_build.yml", "failover.yml", "failback.yml", "prereq_check.yml"):
+        assert "ESTABLISH SSH CONNECTION FOR USER" in walk.outputs[label], label
+    # Out of band: the Zimbra hosts of both sites logged the build's commands as root.
+    assert {"dc1-mbox1", "dc2-mbox1", "dc1-mta1", "dc2-mta1"} <= set(walk.became["site_build.yml"])
+    # Reports land under the operator's directory (its ./reports), not in the installed collection.
+    assert sorted(p.name for p in walk.reports.glob("failover-*.json")), sorted(walk.reports.iterdir())
+    assert sorted(p.name for p in walk.reports.glob("failback-*.json"))
 
 
 def test_no_secret_in_any_output_record_or_report(lab, walk):
