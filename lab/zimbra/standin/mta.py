@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import smtplib
+import sys
 import threading
 import time
 import uuid
@@ -199,22 +200,32 @@ class Queue:
             self.wake.wait(interval)
 
 
+# Postfix's postqueue when the mail system is not running: the message on stderr, exit status
+# EX_UNAVAILABLE (sysexits.h), for the listing and the flush alike.
+EX_UNAVAILABLE = 69
+DOWN_MESSAGES = {
+    "-p": "postqueue: fatal: Queue report unavailable - mail system is down",
+    "-f": "postqueue: fatal: Cannot flush mail queue - mail system is down",
+}
+
+
 def postqueue(cfg: dict[str, Any], argv: list[str]) -> int:
-    """``postqueue -p`` (list the queue, Postfix's layout) and ``postqueue -f`` (flush)."""
+    """``postqueue -p`` (list the queue, Postfix's layout) and ``postqueue -f`` (flush), as
+    Postfix answers them: with the MTA stopped, both fail on stderr with status 69."""
     from . import proc
 
-    if argv[:1] == ["-f"]:
-        pid = proc.running_pid(cfg, "master")
-        if pid is None:
-            print("postqueue: fatal: Queue report unavailable - mail system is down")
-            return 75
+    if argv[:1] not in (["-p"], ["-f"]):
+        print("usage: postqueue -f | -p", file=sys.stderr)
+        return 64
+    pid = proc.running_pid(cfg, "master")
+    if pid is None:
+        print(DOWN_MESSAGES[argv[0]], file=sys.stderr)
+        return EX_UNAVAILABLE
+    if argv[0] == "-f":
         import signal
 
         os.kill(pid, signal.SIGUSR1)
         return 0
-    if argv[:1] != ["-p"]:
-        print("usage: postqueue -f | -p")
-        return 64
     queue = Queue(cfg)
     entries = queue.entries()
     if not entries:

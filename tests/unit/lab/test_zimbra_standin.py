@@ -275,6 +275,11 @@ def test_mail_path_through_sproxyd_with_queue_while_mailbox_is_down(
                              "lmtp_port": mbox_cfg["lmtp"]["port"], "retry_interval": 30})
     mbox, mta = Standin(mbox_root, mbox_cfg), Standin(mta_root, mta_cfg)
     try:
+        # Stopped, the MTA's postqueue fails as Postfix's does: on stderr, EX_UNAVAILABLE.
+        for flag, what in (("-p", "Queue report unavailable"), ("-f", "Cannot flush mail queue")):
+            down = mta.run("postqueue", flag)
+            assert (down.returncode, down.stdout) == (69, ""), down
+            assert down.stderr.strip() == f"postqueue: fatal: {what} - mail system is down"
         assert mta.run("zmcontrol", "start").returncode == 0
         message = (b"From: sender@remote.test\r\nTo: user1@example.test\r\n"
                    b"Subject: failover canary\r\nMessage-ID: <canary@remote.test>\r\n\r\n"
