@@ -423,3 +423,22 @@ def test_killed_at_one_boundary_then_rerun(platform, no_overlap, playbook, bound
     platform.run(playbook, limit=target)
     platform.check_end_state(target)
     platform.check_nothing_lost(target)
+
+
+def test_a_stopped_old_site_mta_counts_as_drained(platform, no_overlap):
+    """An MTA of the old site already stopped (by an operator, or by an earlier run that made the
+    site the standby) answers postqueue as Postfix does: "mail system is down" on stderr, status
+    69. The planned failover's drain wait and queue flush take that as nothing left to deliver
+    there, and the failover completes, the MTA left stopped."""
+    make_active(platform, "dc1")
+    stop = platform.lab.host_run("dc1-mta1", ["su", "-", "zimbra", "-c", "/opt/zimbra/bin/zmcontrol stop"],
+                                 check=False)
+    assert stop.returncode == 0, stop.stdout + stop.stderr
+    down = platform.lab.host_run("dc1-mta1", ["su", "-", "zimbra", "-c", "/opt/zimbra/common/sbin/postqueue -f"],
+                                 check=False)
+    assert down.returncode == 69 and "mail system is down" in down.stderr, down
+    platform.write()
+    run = platform.run("failover.yml", limit="dc2")
+    assert run.recorded == STEPS["failover.yml"]
+    platform.check_end_state("dc2")
+    platform.check_nothing_lost("dc2")
