@@ -7,7 +7,10 @@
 ``--config`` (JSON) gives the initial volumes and relationships and optional latencies:
 ``{"volumes": [{"name": "mbox1_db", "type": "dp"}], "relationships": [{"source":
 "svm_dc1:mbox1_db", "destination": "svm_dc2:mbox1_db", "state": "snapmirrored"}],
-"latencies": {"transition": 0.2}}``. State persists in ``<state-dir>/state.json``.
+"latencies": {"transition": 0.2}}``, plus optional SAN objects (``lab/ontap/san.py``):
+``"igroups": [{"name", "protocol", "os_type", "initiators": [...]}]``, ``"lun_maps": [{"lun":
+"/vol/mbox1_db/lun0", "igroup": NAME}]`` and a volume's ``"lun": {"name", "os_type", "size"}``.
+State persists in ``<state-dir>/state.json``.
 """
 
 from __future__ import annotations

@@ -4,7 +4,10 @@
 "_links"}``, dotted-field filters (``*`` wildcards, ``|`` alternatives, ``!`` negation),
 ``fields=``, ``max_records`` paging through ``_links.next``, ``return_records``,
 ``return_timeout`` (0-120), 202 + job link for asynchronous operations, errors as
-``{"error": {"message", "code", "target"}}``.
+``{"error": {"message", "code", "target"}}``. "Expensive" fields (a LUN's or an igroup's
+``lun_maps``) are left out unless ``fields=`` names them or is ``**``. SAN objects (LUNs,
+igroups, LUN maps) are created synchronously: 201 + ``Location``, the record with
+``return_records=true``; their PATCH and DELETE answer 200.
 
 ``/x-lab/...`` is not ONTAP: fault injection, latencies, reset, and the peer channel the
 emulated clusters use between themselves (snapshots, reverse resync, source-side listing).
@@ -44,6 +47,7 @@ RESERVED = {
     "force",
     "failback",
     "return_all",
+    "allow_delete_while_mapped",
 }
 
 
@@ -80,10 +84,14 @@ def matches(record: dict, filters: dict[str, str]) -> bool:
     return True
 
 
-def project(record: dict, fields: str | None, keys: tuple[str, ...]) -> dict:
-    if fields and "*" in fields.split(","):
+def project(record: dict, fields: str | None, keys: tuple[str, ...], expensive: tuple[str, ...] = ()) -> dict:
+    asked = [f for f in (fields or "").split(",") if f]
+    if "**" in asked:
         return record
-    wanted = list(keys) + [f for f in (fields or "").split(",") if f]
+    if "*" in asked:
+        named = {f.split(".", 1)[0] for f in asked}
+        return {k: v for k, v in record.items() if k not in expensive or k in named}
+    wanted = list(keys) + asked
     out: dict = {}
     for path in wanted + ["_links"]:
         value = _get(record, path)
@@ -97,13 +105,22 @@ def project(record: dict, fields: str | None, keys: tuple[str, ...]) -> dict:
     return out
 
 
-def collection(records: list[dict], default_keys: tuple[str, ...]) -> Response:
+def collection(
+    records: list[dict],
+    default_keys: tuple[str, ...],
+    expensive: tuple[str, ...] = (),
+    cursor: tuple[str, ...] = ("uuid",),
+) -> Response:
+    """A filtered, projected, paged collection; ``cursor`` names the fields ``start.<field>`` pages on."""
     args = request.args
-    filters = {k: v for k, v in args.items() if k not in RESERVED}
+    filters = {k: v for k, v in args.items() if k not in RESERVED and not k.startswith("start.")}
     selected = [r for r in records if matches(r, filters)]
-    start = args.get("start.uuid")
-    if start:
-        idx = next((i for i, r in enumerate(selected) if r.get("uuid") == start), len(selected))
+    starts = {f: args.get(f"start.{f}") for f in cursor}
+    if any(starts.values()):
+        idx = next(
+            (i for i, r in enumerate(selected) if all(_as_text(_get(r, f)) == (v or "") for f, v in starts.items())),
+            len(selected),
+        )
         selected = selected[idx:]
     body: dict[str, Any] = {}
     limit = args.get("max_records")
@@ -114,14 +131,14 @@ def collection(records: list[dict], default_keys: tuple[str, ...]) -> Response:
         except ValueError:
             raise ApiError(400, "262179", "max_records must be an integer", "max_records") from None
         if n >= 1 and len(selected) > n:
-            query = [(k, v) for k, v in args.items(multi=True) if k != "start.uuid"]
-            query.append(("start.uuid", selected[n]["uuid"]))
+            query = [(k, v) for k, v in args.items(multi=True) if not k.startswith("start.")]
+            query += [(f"start.{f}", _as_text(_get(selected[n], f))) for f in cursor]
             nxt = f"{request.path}?{urllib.parse.urlencode(query)}"
             selected = selected[:n]
     if args.get("return_records", "true").lower() == "false":
         body["num_records"] = len(selected)
     else:
-        body["records"] = [project(r, args.get("fields"), default_keys) for r in selected]
+        body["records"] = [project(r, args.get("fields"), default_keys, expensive) for r in selected]
         body["num_records"] = len(selected)
     body["_links"] = {"self": {"href": request.full_path.rstrip("?")}}
     if nxt:
@@ -129,10 +146,25 @@ def collection(records: list[dict], default_keys: tuple[str, ...]) -> Response:
     return jsonify(body)
 
 
-def single(record: dict, default_keys: tuple[str, ...]) -> Response:
-    """A GET of one record answers every field unless ``fields`` narrows it (collections: keys only)."""
-    fields = request.args.get("fields")
-    return jsonify(record if not fields else project(record, fields, default_keys))
+def single(record: dict, default_keys: tuple[str, ...], expensive: tuple[str, ...] = ()) -> Response:
+    """A GET of one record answers every field but the expensive ones unless ``fields`` says
+    otherwise (collections: keys only)."""
+    return jsonify(project(record, request.args.get("fields") or "*", default_keys, expensive))
+
+
+def created(record: dict, location: str, expensive: tuple[str, ...] = ()) -> Response:
+    """201 of a synchronous POST; the record itself only with ``return_records=true``."""
+    body: dict[str, Any] = {}
+    if request.args.get("return_records", "false").lower() == "true":
+        body = {"num_records": 1, "records": [project(record, "*", (), expensive)]}
+    resp = jsonify(body)
+    resp.status_code = 201
+    resp.headers["Location"] = location
+    return resp
+
+
+def flag(name: str) -> bool:
+    return request.args.get(name, "false").lower() == "true"
 
 
 def accepted(job: dict, location: str | None = None, status: int = 202) -> Response:
@@ -405,6 +437,93 @@ def create_app(cluster: Cluster, username: str, password: str) -> Flask:
         job = cluster.delete_volume(vol_uuid).render()
         wait_job(job)
         return accepted(job)
+
+    # --- SAN: LUNs, igroups, LUN maps (synchronous)
+    san = cluster.san
+    lun_keys = ("uuid", "name")
+    lun_expensive = ("lun_maps",)
+
+    @app.get("/api/storage/luns")
+    def list_luns() -> Response:
+        return collection(san.lun_records(), lun_keys, lun_expensive)
+
+    @app.post("/api/storage/luns")
+    def create_lun() -> Response:
+        with cluster.lock:
+            lun = san.create_lun(json_body())
+            rec = san.render_lun(lun)
+        return created(rec, f"/api/storage/luns/{lun.uuid}", lun_expensive)
+
+    @app.get("/api/storage/luns/<lun_uuid>")
+    def get_lun(lun_uuid: str) -> Response:
+        with cluster.lock:
+            rec = san.render_lun(san.get_lun(lun_uuid))
+        return single(rec, lun_keys, lun_expensive)
+
+    @app.patch("/api/storage/luns/<lun_uuid>")
+    def patch_lun(lun_uuid: str) -> Response:
+        san.patch_lun(lun_uuid, json_body())
+        return jsonify({})
+
+    @app.delete("/api/storage/luns/<lun_uuid>")
+    def delete_lun(lun_uuid: str) -> Response:
+        san.delete_lun(lun_uuid, allow_mapped=flag("allow_delete_while_mapped"))
+        return jsonify({})
+
+    igroup_keys = ("uuid", "name")
+    igroup_expensive = ("lun_maps",)
+
+    @app.get("/api/protocols/san/igroups")
+    def list_igroups() -> Response:
+        return collection(san.igroup_records(), igroup_keys, igroup_expensive)
+
+    @app.post("/api/protocols/san/igroups")
+    def create_igroup() -> Response:
+        with cluster.lock:
+            ig = san.create_igroup(json_body())
+            rec = san.render_igroup(ig)
+        return created(rec, f"/api/protocols/san/igroups/{ig.uuid}", igroup_expensive)
+
+    @app.get("/api/protocols/san/igroups/<igroup_uuid>")
+    def get_igroup(igroup_uuid: str) -> Response:
+        with cluster.lock:
+            rec = san.render_igroup(san.get_igroup(igroup_uuid))
+        return single(rec, igroup_keys, igroup_expensive)
+
+    @app.patch("/api/protocols/san/igroups/<igroup_uuid>")
+    def patch_igroup(igroup_uuid: str) -> Response:
+        san.patch_igroup(igroup_uuid, json_body())
+        return jsonify({})
+
+    @app.delete("/api/protocols/san/igroups/<igroup_uuid>")
+    def delete_igroup(igroup_uuid: str) -> Response:
+        san.delete_igroup(igroup_uuid, allow_mapped=flag("allow_delete_while_mapped"))
+        return jsonify({})
+
+    map_keys = ("svm.uuid", "svm.name", "lun.uuid", "lun.name", "igroup.uuid", "igroup.name")
+    map_cursor = ("lun.uuid", "igroup.uuid")
+
+    @app.get("/api/protocols/san/lun-maps")
+    def list_lun_maps() -> Response:
+        return collection(san.map_records(), map_keys, cursor=map_cursor)
+
+    @app.post("/api/protocols/san/lun-maps")
+    def create_lun_map() -> Response:
+        with cluster.lock:
+            m = san.create_map(json_body())
+            rec = san.render_map(m)
+        return created(rec, f"/api/protocols/san/lun-maps/{m.lun}/{m.igroup}")
+
+    @app.get("/api/protocols/san/lun-maps/<lun_uuid>/<igroup_uuid>")
+    def get_lun_map(lun_uuid: str, igroup_uuid: str) -> Response:
+        with cluster.lock:
+            rec = san.render_map(san.get_map(lun_uuid, igroup_uuid))
+        return single(rec, map_keys)
+
+    @app.delete("/api/protocols/san/lun-maps/<lun_uuid>/<igroup_uuid>")
+    def delete_lun_map(lun_uuid: str, igroup_uuid: str) -> Response:
+        san.delete_map(lun_uuid, igroup_uuid)
+        return jsonify({})
 
     # --- lab-only administration (not ONTAP)
     @app.get("/x-lab/faults")

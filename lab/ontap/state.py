@@ -18,6 +18,8 @@ What it models, after NetApp's ONTAP REST documentation:
   from one keeps it ("busy") until the clone is deleted; a clone of a ``dp`` volume given no
   ``parent_snapshot`` starts from its newest snapshot, as the volume itself is read-only
   (unverified: the emulator's reading of ONTAP's ``volume clone create``).
+* SAN objects (``san.py``): every volume carries a LUN, made and deleted with it; igroups
+  and LUN maps from the config (``igroups``, ``lun_maps``) and the API.
 * Latencies and faults, set through the lab-only admin path.
 
 Clusters reach each other through a ``Peer`` (HTTP between emulators in the lab, a direct
@@ -257,6 +259,9 @@ class Cluster:
         self.volumes: dict[str, Volume] = {}
         self.relationships: dict[str, Relationship] = {}
         self.jobs: dict[str, Job] = {}
+        from lab.ontap.san import San  # san.py builds on this module's errors
+
+        self.san = San(self)
         self._seq = itertools.count(1)
         self._save_pending = False
         self.scheduler = Scheduler()
@@ -279,11 +284,12 @@ class Cluster:
         self.volumes.clear()
         self.relationships.clear()
         self.jobs.clear()
+        self.san.clear()
         if wipe and self.data_root.exists():
             self._wipe()
         self.data_root.mkdir(parents=True, exist_ok=True)
         for vol in self.config.get("volumes", []):
-            self._add_volume(vol["name"], vol.get("type", "rw"))
+            self._add_volume(vol["name"], vol.get("type", "rw"), lun=vol.get("lun"))
         for rel in self.config.get("relationships", []):
             r = self._new_relationship(rel["source"], rel["destination"], rel.get("uuid"))
             if rel.get("state", "snapmirrored") == "snapmirrored":
@@ -306,6 +312,7 @@ class Cluster:
                     "end_time": now(),
                     "type": "initialize",
                 }
+        self.san.initialise(self.config)
         for vol in self.volumes.values():
             self.marker.set(self.volume_path(vol.name), vol.type == "dp")
         self._save()
@@ -326,9 +333,13 @@ class Cluster:
             else:
                 entry.unlink()
 
-    def _add_volume(self, name: str, vtype: str, parent: str | None = None, snap: str | None = None) -> Volume:
+    def _add_volume(
+        self, name: str, vtype: str, parent: str | None = None, snap: str | None = None, lun: dict | None = None
+    ) -> Volume:
+        """A volume and the LUN it carries (a clone's LUN is new: its own UUID and serial, no maps)."""
         vol = Volume(name=name, uuid=str(uuidlib.uuid4()), type=vtype, clone_parent=parent, clone_snapshot=snap)
         self.volumes[name] = vol
+        self.san.add_volume_lun(name, spec=lun, parent=parent)
         self.volume_path(name).mkdir(parents=True, exist_ok=True)
         return vol
 
@@ -356,6 +367,7 @@ class Cluster:
         data = {
             "volumes": [asdict(v) for v in self.volumes.values()],
             "relationships": [asdict(r) | {"pending": None} for r in self.relationships.values()],
+            "san": self.san.dump(),
             "faults": self.faults,
             "latencies": asdict(self.latencies),
         }
@@ -375,6 +387,7 @@ class Cluster:
                 rel.transfer["state"] = "aborted"  # the emulator restarted mid-transfer
             self.relationships[rel.uuid] = rel
             rel.seq = next(self._seq)
+        self.san.load(data.get("san"))
         self.faults = data.get("faults", [])
         self.latencies = Latencies(**data.get("latencies", {}))
         return True
@@ -1049,6 +1062,7 @@ class Cluster:
         def work() -> None:
             with self.lock:
                 self.volumes.pop(vol.name, None)
+                self.san.drop_volume(vol.name)
                 self._save()
             self.marker.set(self.volume_path(vol.name), False)
             shutil.rmtree(self.volume_path(vol.name), ignore_errors=True)
