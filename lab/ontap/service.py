@@ -9,7 +9,9 @@ other ``dp`` with one relationship each from the primary, ``snapmirrored`` unles
 topology says ``ontap: {initialized: false}``.
 
 Volume data lives on the shared file system under ``<lab dir>/san/<cluster>/<volume>/``; a
-mailbox host bind-mounts it (see lab/README.md, "ONTAP emulator").
+mailbox host bind-mounts it (see lab/README.md, "ONTAP emulator"). Every volume carries its LUN
+(``/vol/<volume>/lun0``); each mailbox server has an igroup named after it (its IQN,
+``iqn.2026-12.test.example:<host>``) with its own volumes' LUNs mapped, on both sites.
 """
 
 from __future__ import annotations
@@ -64,12 +66,31 @@ def svm_of(host: Any) -> str:
     return f"svm_{host.site}"
 
 
+def initiator(host: Any) -> str:
+    """The iSCSI initiator name (IQN) of a lab host, as ``/etc/iscsi/initiatorname.iscsi`` has it."""
+    return f"iqn.2026-12.test.example:{host.name}"
+
+
+def san_config(lab: Any, site: str) -> dict:
+    """Each mailbox server of the site has an igroup (named after the host, its IQN) with its own
+    volumes' LUNs mapped: on the standby site too, read-only until the break, as a DR setup maps
+    the destination LUNs ahead so that a failover only needs the host's rescan."""
+    boxes = [h for h in _hosts(lab) if h.site == site and "-mbox" in h.name]
+    return {
+        "igroups": [{"name": h.name, "protocol": "iscsi", "os_type": "linux", "initiators": [initiator(h)]}
+                    for h in boxes],
+        "lun_maps": [{"lun": f"/vol/{h.name.split('-', 1)[1]}_{kind}/lun0", "igroup": h.name}
+                     for h in boxes for kind in ("db", "index")],
+    }
+
+
 def cluster_config(lab: Any, host: Any) -> dict:
     opts = _options(lab)
     primary = opts.get("primary", "dc1")
     vols = volume_names(lab)
     if host.site == primary:
-        return {"volumes": [{"name": v, "type": "rw"} for v in vols], "latencies": opts.get("latencies", {})}
+        return {"volumes": [{"name": v, "type": "rw"} for v in vols], "latencies": opts.get("latencies", {}),
+                **san_config(lab, host.site)}
     state = "snapmirrored" if opts.get("initialized", True) else "uninitialized"
     return {
         "volumes": [{"name": v, "type": "dp"} for v in vols],
@@ -77,6 +98,7 @@ def cluster_config(lab: Any, host: Any) -> dict:
         "relationships": [
             {"source": f"svm_{primary}:{v}", "destination": f"{svm_of(host)}:{v}", "state": state} for v in vols
         ],
+        **san_config(lab, host.site),
     }
 
 

@@ -86,6 +86,13 @@ def test_config_and_inventory(lab: FakeLab) -> None:
         "state": "snapmirrored",
     }
     assert "relationships" not in svc.cluster_config(lab, lab.hosts["dc1-ontap"])
+    # Each site's mailbox server has its igroup, its own LUNs mapped (the standby's too).
+    for site in ("dc1", "dc2"):
+        san = svc.cluster_config(lab, lab.hosts[f"{site}-ontap"])
+        assert san["igroups"] == [{"name": f"{site}-mbox1", "protocol": "iscsi", "os_type": "linux",
+                                   "initiators": [f"iqn.2026-12.test.example:{site}-mbox1"]}]
+        assert san["lun_maps"] == [{"lun": "/vol/mbox1_db/lun0", "igroup": f"{site}-mbox1"},
+                                   {"lun": "/vol/mbox1_index/lun0", "igroup": f"{site}-mbox1"}]
     inv = svc.OntapService().inventory_vars(lab, dc2)
     assert inv["zimbra_geo_ontap_clusters"]["dc2"]["svm"] == "svm_dc2"
     assert inv["zimbra_geo_ontap_clusters"]["dc1"]["data_dir"] == str(lab.dir / "san" / "dc1-ontap")
@@ -115,6 +122,12 @@ def test_start_check_reset_stop(lab: FakeLab, monkeypatch: pytest.MonkeyPatch) -
         url = f"https://127.0.0.1:{ports['dc2-ontap']}"
         rels = s.get(f"{url}/api/snapmirror/relationships", params={"fields": "state"}).json()["records"]
         assert [r["state"] for r in rels] == ["snapmirrored", "snapmirrored"]
+        # The standby's LUNs are mapped to its mailbox server ahead, read-only until the break.
+        maps = s.get(f"{url}/api/protocols/san/lun-maps", params={"fields": "lun.name,igroup.name"}).json()
+        assert sorted((m["lun"]["name"], m["igroup"]["name"]) for m in maps["records"]) == [
+            ("/vol/mbox1_db/lun0", "dc2-mbox1"), ("/vol/mbox1_index/lun0", "dc2-mbox1")]
+        luns = s.get(f"{url}/api/storage/luns", params={"fields": "status.read_only"}).json()["records"]
+        assert [lun["status"]["read_only"] for lun in luns] == [True, True]
         s.post(f"{url}/x-lab/faults", json={"type": "unhealthy"}).raise_for_status()
         monkeypatch.setattr(svc, "PORT", ports["dc2-ontap"])
         service.reset(lab, lab.hosts["dc2-ontap"])
