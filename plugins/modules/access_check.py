@@ -18,6 +18,8 @@ description:
     does not serve the zone).
   - An endpoint that does not answer at all only gives a warning, since a disaster failover
     runs with the lost site down; the roles decide whether they need it.
+  - A C(ca_path) that names no file (with C(validate_certs) on) fails the task before any
+    endpoint is contacted.
   - ONTAP reads C(/api/cluster); LDAP binds (and binds as the C(cn=config) administrator when
     O(ldap.config_bind_pw) is given); Scality reads the Supervisor's C(status/); DNS asks each
     view, with its TSIG key, for the SOA of its zone.
@@ -249,6 +251,7 @@ not_answering:
   elements: str
 """
 
+import os
 import socket
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Dict, List, Tuple
@@ -494,8 +497,21 @@ def problems(result: Dict[str, Any]) -> List[str]:
             for e in result["endpoints"] if e["status"] not in ("ok", "unreachable")]
 
 
+def missing_ca_files(params: dict) -> List[str]:
+    """The backends whose ca_path names no file: said before anything is contacted, where a TLS
+    library would otherwise report it per endpoint, in its own words, or as no answer."""
+    return ["%s: ca_path %s is not a file" % (backend, params[backend]["ca_path"])
+            for backend in ("ontap", "ldap", "scality")
+            if params[backend] and params[backend]["validate_certs"] and params[backend]["ca_path"]
+            and not os.path.isfile(params[backend]["ca_path"])]
+
+
 def main() -> None:
     module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    missing = missing_ca_files(module.params)
+    if missing:
+        module.fail_json(msg="The CA bundle to verify the backends against is missing on the controller "
+                             "(zimbra_geo_ca_path); nothing was contacted:\n- " + "\n- ".join(missing))
     needs = [("ontap", HAS_NETAPP_ONTAP, "netapp-ontap", NETAPP_ONTAP_IMPORT_ERROR),
              ("ldap", HAS_LDAP3, "ldap3", LDAP3_IMPORT_ERROR),
              ("scality", HAS_REQUESTS, "requests", REQUESTS_IMPORT_ERROR),

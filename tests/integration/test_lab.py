@@ -60,12 +60,24 @@ def test_prereq_check_passes_on_the_lab_and_names_each_missing_prerequisite(lab)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "Every prerequisite is in place on 10 hosts" in proc.stdout
     assert "changed=0" in proc.stdout and "changed=1" not in proc.stdout
-    # A CA file the LDAP masters do not have, and fewer forks than mailbox servers.
-    proc = lab.playbook(REPO / "playbooks" / "prereq_check.yml", args=["-f", "1"],
+    # A CA file missing on the controller: refused before any backend is contacted.
+    proc = lab.playbook(REPO / "playbooks" / "prereq_check.yml",
                         extra_vars={"zimbra_geo_ca_path": "/etc/zimbra-geo-no-such-ca.pem"})
     assert proc.returncode != 0
+    assert "ca_path /etc/zimbra-geo-no-such-ca.pem is not a file" in proc.stdout, proc.stdout[-3000:]
+    assert "nothing was contacted" in proc.stdout
+    # A CA file the controller has and the LDAP masters do not (the machine's /run: each lab host
+    # has a /run of its own), and fewer forks than mailbox servers.
+    ca = Path("/run") / f"zimbra-geo-test-ca-{os.getpid()}.pem"
+    ca.write_bytes((lab.core.dir / "ca" / "ca.pem").read_bytes())
+    try:
+        proc = lab.playbook(REPO / "playbooks" / "prereq_check.yml", args=["-f", "1"],
+                            extra_vars={"zimbra_geo_ca_path": str(ca)})
+    finally:
+        ca.unlink()
+    assert proc.returncode != 0
     for master in ("dc1-ldap1", "dc1-ldap2", "dc2-ldap1", "dc2-ldap2"):
-        assert f"- {master}: /etc/zimbra-geo-no-such-ca.pem is missing" in proc.stdout, proc.stdout[-3000:]
+        assert f"- {master}: {ca} is missing" in proc.stdout, proc.stdout[-3000:]
     assert "forks is 1 for 2 mailbox servers" in proc.stdout
     assert "- dc1-mbox1:" not in proc.stdout  # the mailbox servers have what they need
 

@@ -153,6 +153,25 @@ def test_no_answer_only_warns(capsys, monkeypatch, listener, fake, error):
     assert "does not answer" in warnings[0]
 
 
+def test_a_missing_ca_file_is_refused_before_anything_is_contacted(capsys, monkeypatch, tmp_path):
+    missing = str(tmp_path / "no-such-ca.pem")
+    params = args(1)
+    for backend in ("ontap", "ldap", "scality"):
+        params[backend]["ca_path"] = missing
+    params["scality"]["validate_certs"] = False  # not verified: its CA is not needed
+    for fake in (FakeOntap, FakeLdap, FakeScality, FakeDns):
+        fake.error = AssertionError("nothing may be contacted")
+    monkeypatch.setattr(access_check.socket, "create_connection",
+                        lambda *a, **kw: pytest.fail("nothing may be contacted"))
+    with patch_module_args(params), pytest.raises(SystemExit):
+        access_check.main()
+    result = json.loads(capsys.readouterr().out)
+    assert result["failed"] and "nothing was contacted" in result["msg"]
+    assert f"ontap: ca_path {missing} is not a file" in result["msg"]
+    assert f"ldap: ca_path {missing} is not a file" in result["msg"]
+    assert "scality" not in result["msg"]
+
+
 def test_an_ontap_cluster_that_does_not_answer_costs_one_connection(capsys, monkeypatch):
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
