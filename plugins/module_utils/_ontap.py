@@ -4,8 +4,9 @@
 
 :class:`OntapClient` is the only place that talks to a cluster. It reads relationships,
 starts state changes and transfers (never letting the library poll a job: its default is
-a 5 s poll interval and a 30 s limit), and reads jobs. Every failure is raised as
-:class:`OntapError`, whose message names the cluster.
+a 5 s poll interval and a 30 s limit), and reads jobs; it also reads and changes FlexClones
+and the LUN maps of SAN volumes. Every failure is raised as :class:`OntapError`, whose
+message names the cluster.
 
 :class:`SnapmirrorDriver` takes many relationships to one target state at once:
 
@@ -36,7 +37,10 @@ try:
     from netapp_ontap.error import NetAppRestError
     from netapp_ontap.resources import (
         Cluster,
+        Igroup,
         Job,
+        Lun,
+        LunMap,
         SnapmirrorRelationship,
         SnapmirrorTransfer,
         Snapshot,
@@ -52,6 +56,7 @@ else:
 
 TARGETS = ("paused", "broken_off", "snapmirrored", "updated", "reversed")
 RUNNING = ("queued", "transferring")
+LUN_FIELDS = "uuid,name,serial_number,status.read_only,location.volume.name"
 RELATIONSHIP_FIELDS = (
     "uuid,source.path,destination.path,state,healthy,unhealthy_reason,lag_time,"
     "exported_snapshot,transfer.uuid,transfer.state,transfer.bytes_transferred,transfer.end_time,"
@@ -95,6 +100,12 @@ def parse_duration(value: str | None) -> int | None:
         return None
     parts = {k: float(v) if v else 0.0 for k, v in match.groupdict().items()}
     return int(parts["d"] * 86400 + parts["h"] * 3600 + parts["m"] * 60 + parts["s"])
+
+
+def lun_volume(name: str) -> str:
+    """The volume of a LUN path (``/vol/<volume>/<lun>``, or ``/vol/<volume>/<qtree>/<lun>``)."""
+    parts = name.split("/")
+    return parts[2] if len(parts) > 3 and parts[1] == "vol" else name
 
 
 def normalise(record: dict) -> dict:
@@ -364,6 +375,80 @@ class OntapClient:
             return self._job_uuid(Volume(uuid=uuid).delete(poll=False, connection=self.connection()), "delete")
 
         return self.call(f"delete volume {name}", delete)
+
+    # -------------------------------------------------------------- SAN: LUNs and LUN maps
+    def luns(self, svm: str, volumes: list[str]) -> list[dict]:
+        """Every LUN in the named volumes of an SVM, in one listing:
+        [{uuid, name, serial_number, read_only, volume}] (a LUN's name is /vol/<volume>/<lun>)."""
+        if not volumes:
+            return []
+
+        def get() -> list[dict]:
+            out = []
+            for lun in Lun.fast_get_collection(
+                connection=self.connection(),
+                **{"svm.name": svm, "location.volume.name": "|".join(volumes), "fields": LUN_FIELDS},
+            ):
+                rec = lun.resource_data
+                out.append(
+                    {
+                        "uuid": rec.get("uuid"),
+                        "name": rec.get("name"),
+                        "serial_number": rec.get("serial_number"),
+                        "read_only": bool((rec.get("status") or {}).get("read_only")),
+                        "volume": ((rec.get("location") or {}).get("volume") or {}).get("name"),
+                    }
+                )
+            return out
+
+        return self.call(f"list the LUNs of volumes {', '.join(volumes)} in SVM {svm}", get)
+
+    def igroup(self, svm: str, name: str) -> dict | None:
+        """An initiator group of an SVM with its LUN maps, or None when there is none of that
+        name: {uuid, name, lun_maps: {LUN uuid: logical unit number}}. ONTAP returns an
+        igroup's ``lun_maps`` only when asked for, so one listing gives both."""
+
+        def get() -> dict | None:
+            for group in Igroup.fast_get_collection(
+                connection=self.connection(), name=name, **{"svm.name": svm, "fields": "uuid,name,lun_maps"}
+            ):
+                rec = group.resource_data
+                if rec.get("name") != name:  # ONTAP's query is a pattern match; keep the exact name
+                    continue
+                maps = {
+                    (m.get("lun") or {}).get("uuid"): m.get("logical_unit_number")
+                    for m in rec.get("lun_maps") or []
+                    if isinstance(m, dict)
+                }
+                return {"uuid": rec.get("uuid"), "name": name, "lun_maps": maps}
+            return None
+
+        return self.call(f"read initiator group {name} in SVM {svm}", get)
+
+    def map_lun(self, svm: str, lun: str, igroup: str) -> int | None:
+        """Map a LUN (by name) to an initiator group; ONTAP answers synchronously (201) and
+        picks the lowest free logical unit number, returned here (None if not reported)."""
+
+        def post() -> int | None:
+            lun_map = LunMap(svm={"name": svm}, lun={"name": lun}, igroup={"name": igroup})
+            response = lun_map.post(poll=False, connection=self.connection(), return_records="true")
+            try:
+                records = response.http_response.json().get("records") or [{}]
+            except (ValueError, AttributeError):
+                return None
+            number = records[0].get("logical_unit_number")
+            return number if isinstance(number, int) else None
+
+        return self.call(f"map LUN {lun} (volume {lun_volume(lun)}) to initiator group {igroup} in SVM {svm}", post)
+
+    def unmap_lun(self, svm: str, lun_uuid: str, lun: str, igroup_uuid: str, igroup: str) -> None:
+        """Remove the map of one LUN to one initiator group (other groups' maps stay)."""
+
+        def delete() -> None:
+            lun_map = LunMap(lun={"uuid": lun_uuid}, igroup={"uuid": igroup_uuid})
+            lun_map.delete(poll=False, connection=self.connection())
+
+        self.call(f"unmap LUN {lun} (volume {lun_volume(lun)}) from initiator group {igroup} in SVM {svm}", delete)
 
 
 # ---------------------------------------------------------------------------- the driver

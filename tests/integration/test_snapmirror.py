@@ -361,3 +361,35 @@ def test_initialize_copies_the_baseline(tmp_path_factory: pytest.TempPathFactory
         rel = rest_state(fresh)["svm_dc2:fresh"]
         assert rel["state"] == "snapmirrored" and rel["transfer"]["state"] == "success"
         assert (fresh.san / "dc2-ontap" / "fresh" / "seed.txt").read_text() == "baseline data\n"
+
+
+def test_lun_map_maps_and_unmaps_on_the_emulator(pair: EmulatorPair) -> None:
+    """lun_map through ansible-playbook against the emulated cluster (the same ONTAP shapes as
+    its scripted unit tests): the standby's read-only LUNs mapped to a host's igroup, checked
+    with the REST API read directly; a second run changes nothing; absent unmaps them."""
+    igroup = {"svm": {"name": "svm_dc2"}, "name": "dc2-mbox9", "protocol": "iscsi", "os_type": "linux",
+              "initiators": [{"name": "iqn.2026-12.test.example:dc2-mbox9"}]}
+    assert pair.api(pair.dc2, "POST", "protocols/san/igroups", json=igroup).status_code == 201
+
+    def maps() -> list[tuple[str, int]]:
+        records = pair.api(pair.dc2, "GET", "protocols/san/lun-maps",
+                           params={"igroup.name": "dc2-mbox9", "fields": "lun.name,logical_unit_number"}).json()
+        return sorted((m["lun"]["name"], m["logical_unit_number"]) for m in records["records"])
+
+    task = {"name": "map", "mailops.zimbra_geo.lun_map": {"svm": "svm_dc2", "igroup": "dc2-mbox9",
+                                                          "volumes": ["mbox1_db", "mbox1_index"]}}
+    first = play(pair, [task])["map"]
+    assert first.get("changed") and not first.get("failed"), first
+    assert maps() == [("/vol/mbox1_db/lun0", 0), ("/vol/mbox1_index/lun0", 1)]
+    assert all(m["read_only"] and m["mapped"] for m in first["maps"]), first["maps"]
+    again = play(pair, [task])["map"]
+    assert not again.get("changed") and not again.get("failed"), again
+    task["mailops.zimbra_geo.lun_map"]["state"] = "absent"
+    gone = play(pair, [task])["map"]
+    assert gone.get("changed") and sorted(gone["unmapped"]) == ["/vol/mbox1_db/lun0", "/vol/mbox1_index/lun0"]
+    assert maps() == []
+    # A volume without a LUN of that name, refused before any change.
+    task["mailops.zimbra_geo.lun_map"].update(state="present", volumes=["mbox1_db", "no_such_volume"])
+    refused = play(pair, [task])["map"]
+    assert refused.get("failed") and "no_such_volume" in refused["msg"], refused
+    assert maps() == []
