@@ -19,6 +19,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -39,8 +40,9 @@ def version_tested() -> str:
     return re.search(r"^ansible-core==(\S+)", pins, re.M).group(1)
 
 
-def floor_venv(version: str) -> Path:
-    """A virtualenv with ansible-core `version` alone, made once and kept under .cache/."""
+def floor_venv(version: str, outside_the_lab: Any) -> Path:
+    """A virtualenv with ansible-core `version`, made once and kept under .cache/ (from the
+    machine's own network namespace: the package index is not reachable from a lab's)."""
     venv = REPO / ".cache" / "version-matrix" / f"ansible-core-{version}"
     marker = venv / "installed"
     dev = (REPO / "requirements-dev.txt").read_text()
@@ -50,7 +52,8 @@ def floor_venv(version: str) -> Path:
         subprocess.run([sys.executable, "-m", "venv", "--clear", str(venv)], check=True)
         pip = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
                               f"ansible-core=={version}", *tools, "-r", str(REPO / "requirements.txt"),
-                              "-c", str(REPO / "constraints.txt")], capture_output=True, text=True)
+                              "-c", str(REPO / "constraints.txt")], capture_output=True, text=True,
+                             preexec_fn=outside_the_lab)
         assert pip.returncode == 0, pip.stdout[-3000:] + pip.stderr[-3000:]
         marker.write_text(wanted)
     return venv
@@ -66,7 +69,7 @@ def test_the_oldest_claimed_ansible_core_loads_and_runs_the_collection(tmp_path,
     version = claimed_floor()
     if version == version_tested():
         pytest.skip("the floor is the version every other test runs")
-    venv = floor_venv(version)
+    venv = floor_venv(version, outside_the_lab)
     vbin = venv / "bin"
     out = tmp_path / "build"
     # ansible.posix (site_build's mount module) from the project's own Ansible package.
