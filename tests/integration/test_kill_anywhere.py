@@ -329,6 +329,7 @@ def platform(lab, tmp_path_factory):
     plat.monitor.start()
     yield plat
     plat.monitor.stop()
+    lab.reset()  # the next module on this worker starts from the lab's initial state
 
 
 @pytest.fixture(name="no_overlap")

@@ -16,6 +16,8 @@ import requests
 
 @pytest.fixture
 def ontap(lab: Any):
+    # From the initial state whatever an earlier test on this worker left (dc2 active, say).
+    lab.reset()
     inv = lab.inventory_vars()
     yield inv
     lab.cli("fault", "heal", check=False)
