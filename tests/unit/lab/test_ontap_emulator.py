@@ -3,9 +3,6 @@ and fidelity: the unmodified netapp-ontap library driving a served pair."""
 
 from __future__ import annotations
 
-import base64
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -13,24 +10,10 @@ import pytest
 
 from lab.ontap.app import create_app
 from lab.ontap.state import Cluster
-from lab.ontap.testing import EmulatorPair
+from lab.ontap.testing import TEST_AUTH as AUTH
+from lab.ontap.testing import EmulatorPair, LocalPeer, api, until
 
-AUTH = {"Authorization": "Basic " + base64.b64encode(b"admin:pw").decode()}
 FAST = {"job_start": 0.01, "transition": 0.15, "transfer_min": 0.3}
-
-
-class LocalPeer:
-    def __init__(self, get: Callable[[], Cluster]) -> None:
-        self.get = get
-
-    def snapshot(self, volume: str, label: str) -> dict:
-        return self.get().make_snapshot(volume, label)
-
-    def adopt(self, record: dict) -> None:
-        self.get().adopt(record)
-
-    def relationships_from(self, svm: str) -> list[dict]:
-        return self.get().records_from(svm)
 
 
 @pytest.fixture
@@ -73,20 +56,6 @@ def clusters(tmp_path: Path):
 @pytest.fixture
 def dc2(clusters: dict[str, Cluster]):
     return create_app(clusters["dc2"], "admin", "pw").test_client()
-
-
-def api(client: Any, method: str, path: str, **kw: Any) -> Any:
-    return client.open(f"/api/{path}", method=method, headers=AUTH, **kw)
-
-
-def until(fn: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not reached")
 
 
 def rel(client: Any, dst: str, fields: str = "*") -> dict:

@@ -4,9 +4,8 @@ driving a served pair."""
 
 from __future__ import annotations
 
-import base64
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +14,9 @@ import pytest
 from lab.ontap.app import create_app
 from lab.ontap.san import E_LUN_ID_IN_USE
 from lab.ontap.state import Cluster
-from lab.ontap.testing import EmulatorPair
+from lab.ontap.testing import TEST_AUTH as AUTH
+from lab.ontap.testing import EmulatorPair, LocalPeer, api, until
 
-AUTH = {"Authorization": "Basic " + base64.b64encode(b"admin:pw").decode()}
 FAST = {"job_start": 0.01, "transition": 0.1, "transfer_min": 0.1}
 IQN1 = "iqn.2026-01.test.example:dc2-mbox1"
 IQN2 = "iqn.2026-01.test.example:dc2-mbox2"
@@ -25,20 +24,6 @@ SAN_CONFIG = {
     "igroups": [{"name": "dc2-mbox1", "protocol": "iscsi", "os_type": "linux", "initiators": [IQN1]}],
     "lun_maps": [{"lun": "/vol/v1/lun0", "igroup": "dc2-mbox1"}],
 }
-
-
-class LocalPeer:
-    def __init__(self, get: Callable[[], Cluster]) -> None:
-        self.get = get
-
-    def snapshot(self, volume: str, label: str) -> dict:
-        return self.get().make_snapshot(volume, label)
-
-    def adopt(self, record: dict) -> None:
-        self.get().adopt(record)
-
-    def relationships_from(self, svm: str) -> list[dict]:
-        return self.get().records_from(svm)
 
 
 def dc2_config(extra: dict | None = None) -> dict:
@@ -84,20 +69,6 @@ def clusters(tmp_path: Path) -> Iterator[dict[str, Cluster]]:
 @pytest.fixture
 def dc2(clusters: dict[str, Cluster]) -> Any:
     return create_app(clusters["dc2"], "admin", "pw").test_client()
-
-
-def api(client: Any, method: str, path: str, **kw: Any) -> Any:
-    return client.open(f"/api/{path}", method=method, headers=AUTH, **kw)
-
-
-def until(fn: Callable[[], Any], timeout: float = 5.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(0.02)
-    raise AssertionError("condition not reached")
 
 
 def lun(client: Any, name: str, fields: str = "*") -> dict:
